@@ -1,0 +1,23 @@
+"""The root ``renewals`` command and the settings every subcommand starts from."""
+
+from __future__ import annotations
+
+import click
+
+from renewals.config import ConfigError, Settings, load_settings
+from renewals.logs import configure_logging
+
+
+def settings_or_exit() -> Settings:
+    """Validated settings with logging configured, or a clear error naming every bad variable."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(settings)
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """Subscription renewals: charge saved FastStar cards off-session, once per period."""

@@ -1,0 +1,141 @@
+"""Configuration: every ``RENEWALS_*`` variable, typed and validated once at start-up.
+
+The defaults are the embedded ones (SQLite under ``./var/``, a broker on a SQLite file, the
+local FastStar sandbox, mail written to files), so ``make run`` needs no server. Production
+values are documented in the README. A bad or missing value stops start-up with one message
+that names every offending variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from renewals.domain.dunning import parse_day_list
+
+ENV_PREFIX = "RENEWALS_"
+VAR_DIR = Path("var")
+
+MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
+
+
+class ConfigError(Exception):
+    """Raised when the environment does not describe a usable configuration."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # None: console in development, JSON in production.
+    log_format: Literal["console", "json"] | None = None
+
+    database_url: str = f"sqlite:///{VAR_DIR}/renewals.db"
+    # kombu's SQLAlchemy transport works across separate worker and beat processes.
+    broker_url: str = f"sqla+sqlite:///{VAR_DIR}/broker.db"
+
+    faststar_base_url: str = "http://127.0.0.1:8787/api/v1"
+    faststar_api_key: SecretStr = SecretStr("sk_test_local")
+    faststar_webhook_secret: SecretStr = SecretStr("whsec_local")
+    faststar_connect_timeout: float = Field(default=3.0, gt=0)
+    faststar_read_timeout: float = Field(default=15.0, gt=0)
+    # Client-side token bucket; None leaves it off.
+    faststar_rate_limit_per_s: float | None = Field(default=None, gt=0)
+    webhook_tolerance_s: int = Field(default=300, ge=1)
+
+    mail_url: str = f"file://{(Path.cwd() / VAR_DIR / 'mail').as_posix()}"
+    mail_from: str = "billing@example.com"
+    merchant_name: str = "Example Merchant"
+    support_email: str = "support@example.com"
+
+    sweep_interval: float = Field(default=30.0, gt=0)
+    lease_seconds: int = Field(default=300, ge=10)
+    max_charge_amount: int = Field(default=1_000_000, gt=0)
+    trust_idempotency_keys: bool = False
+    dunning_retry_days: str = "3,5,7"
+    final_action: Literal["canceled", "unpaid"] = "canceled"
+    catch_up: Literal["latest", "all"] = "latest"
+    merchant_of_record: bool = False
+    checkout_success_url: str = "http://127.0.0.1:8000/billing/success"
+    checkout_cancel_url: str = "http://127.0.0.1:8000/billing/cancel"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("faststar_base_url", "checkout_success_url", "checkout_cancel_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("mail_url")
+    @classmethod
+    def _mail_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in MAIL_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(MAIL_SCHEMES)}")
+        return value
+
+    @field_validator("faststar_api_key")
+    @classmethod
+    def _api_key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("dunning_retry_days")
+    @classmethod
+    def _retry_days(cls, value: str) -> str:
+        parse_day_list(value, name="retry days")  # raises ValueError with the reason
+        return value
+
+    @property
+    def dunning_days(self) -> tuple[int, ...]:
+        return parse_day_list(self.dunning_retry_days, name="retry days")
+
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env == "production" else "console"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Secret values the log redactor must never let through."""
+        values = [self.faststar_api_key.get_secret_value()]
+        values.append(self.faststar_webhook_secret.get_secret_value())
+        return tuple(v for v in values if len(v) >= 6)
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment, raising :class:`ConfigError` with every problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in error["loc"]).upper()
+            lines.append(f"  {name}: {error['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()

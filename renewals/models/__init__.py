@@ -1,0 +1,19 @@
+"""SQLAlchemy 2.0 typed models; Alembic migrations live in ``renewals/models/migrations``."""
+
+from renewals.models.audit import AuditEvent
+from renewals.models.base import Base
+from renewals.models.billing import Customer, PaymentMethod, Subscription
+from renewals.models.outbox import OutboxMessage
+from renewals.models.renewal import OPEN_ATTEMPT_SQL, ChargeAttempt, Renewal
+
+__all__ = [
+    "OPEN_ATTEMPT_SQL",
+    "AuditEvent",
+    "Base",
+    "ChargeAttempt",
+    "Customer",
+    "OutboxMessage",
+    "PaymentMethod",
+    "Renewal",
+    "Subscription",
+]

@@ -1,0 +1,72 @@
+"""Customers, their saved cards, and subscriptions: what we charge, whom, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from renewals.domain.periods import Interval
+from renewals.domain.states import SubscriptionStatus
+from renewals.models.base import Base, BigId, StrEnumType, UTCDateTime
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    faststar_id: Mapped[str] = mapped_column(String(64), unique=True)  # cus_…
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PaymentMethod(Base):
+    """The masked card FastStar returned on attach; the card number never reaches us."""
+
+    __tablename__ = "payment_methods"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    faststar_id: Mapped[str] = mapped_column(String(64), unique=True)  # pm_…
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    brand: Mapped[str] = mapped_column(String(32))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subscription(Base):
+    """A recurring charge of ``amount`` every ``interval_count`` ``interval`` from ``anchor``.
+
+    Period *n* starts at ``anchor + n intervals`` (see :mod:`renewals.domain.periods`).
+    ``next_period_index`` is the first period not yet materialised as a renewal, and
+    ``next_renewal_at`` its start: a copy kept only so the sweep can find due work by index.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_due", "status", "next_renewal_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    payment_method_id: Mapped[int] = mapped_column(ForeignKey("payment_methods.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[Interval] = mapped_column(StrEnumType(Interval))
+    interval_count: Mapped[int] = mapped_column(Integer)
+    anchor: Mapped[datetime] = mapped_column(UTCDateTime)
+    price_id: Mapped[str | None] = mapped_column(String(64))  # catalog price_…, for MoR
+    status: Mapped[SubscriptionStatus] = mapped_column(StrEnumType(SubscriptionStatus))
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_period_index: Mapped[int] = mapped_column(Integer, default=0)
+    next_renewal_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The newest period that has been paid for (off-session or on-session).
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship(lazy="raise")
+    payment_method: Mapped[PaymentMethod] = relationship(lazy="raise")

@@ -1,0 +1,95 @@
+"""Renewals (one per subscription period) and charge attempts (one per FastStar charge call).
+
+The constraints are the last line of defence for I1 (at most one successful charge per
+period): one renewal per ``(subscription_id, period_start)``, one unique idempotency key per
+attempt, at most one *open* attempt (in flight, not sent yet, or of unknown outcome) per
+renewal, and unique ``pi_`` ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from renewals.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, RenewalStatus
+from renewals.models.base import Base, BigId, StrEnumType, UTCDateTime
+
+# Attempts that may still turn into a charge; a renewal may have one at most.
+OPEN_ATTEMPT_SQL = "status IN ({})".format(
+    ", ".join(f"'{status.value}'" for status in sorted(OPEN_ATTEMPT_STATUSES))
+)
+
+
+class Renewal(Base):
+    __tablename__ = "renewals"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "period_start"),
+        Index("ix_renewals_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    period_index: Mapped[int] = mapped_column(Integer)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Copied from the subscription when the period is materialised: the price of this period.
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[RenewalStatus] = mapped_column(StrEnumType(RenewalStatus))
+    # When the sweep may next hand this renewal to a worker (first try, retry, re-check).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A claimed renewal is leased: a lost message is rediscovered once the lease expires.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    declines: Mapped[int] = mapped_column(Integer, default=0)
+    first_declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_decline_code: Mapped[str | None] = mapped_column(String(64))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    action_required_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checkout_session_id: Mapped[str | None] = mapped_column(String(64))
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChargeAttempt(Base):
+    __tablename__ = "charge_attempts"
+    __table_args__ = (
+        UniqueConstraint("renewal_id", "number"),
+        Index(
+            "uq_charge_attempts_open_per_renewal",
+            "renewal_id",
+            unique=True,
+            sqlite_where=text(OPEN_ATTEMPT_SQL),
+            postgresql_where=text(OPEN_ATTEMPT_SQL),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    renewal_id: Mapped[int] = mapped_column(ForeignKey("renewals.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, … within the renewal
+    # Sent as FastStar's Idempotency-Key on every send of this attempt (and only this one).
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[AttemptStatus] = mapped_column(StrEnumType(AttemptStatus))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

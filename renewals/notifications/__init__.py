@@ -1,0 +1,1 @@
+"""Notifications: the outbox (rows written with the state change), templates and senders."""

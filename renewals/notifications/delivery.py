@@ -1,0 +1,83 @@
+"""Delivering one outbox row: claim it under lock, send outside any transaction, record.
+
+The claim (``pending`` → ``sending``) is what keeps a message delivered three times at once
+from sending three emails. A worker that dies between sending and recording leaves the row in
+``sending``; the sweep hands it back after its lease, so an email can at worst be repeated in
+that window (with the same Message-ID), never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import Engine, select
+
+from renewals.config import Settings
+from renewals.logs import redact_text
+from renewals.models import OutboxMessage
+from renewals.models.db import unit_of_work
+from renewals.notifications.outbox import FAILED, PENDING, SENDING, SENT
+from renewals.notifications.rendering import InvalidEmail, build_message, render
+from renewals.notifications.senders import PermanentSendError, Sender, TemporarySendError
+
+log = structlog.get_logger(__name__)
+
+# Temporary failures are retried on this backoff (then every hour): nothing is dropped while
+# the SMTP server is down.
+RETRY_DELAYS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10))
+MAX_DELAY = timedelta(hours=1)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return RETRY_DELAYS[attempts - 1] if 0 < attempts <= len(RETRY_DELAYS) else MAX_DELAY
+
+
+def deliver(
+    engine: Engine,
+    message_id: int,
+    *,
+    clock: Callable[[], datetime],
+    settings: Settings,
+    sender: Sender,
+) -> str:
+    """Send one queued email; returns the row's status afterwards."""
+    now = clock()
+    with unit_of_work(engine) as session:
+        row = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update()
+        ).one_or_none()
+        if row is None or row.status != PENDING:
+            return row.status if row else "missing"
+        row.status = SENDING
+        row.attempts += 1
+        row.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
+        kind, context, recipient = row.kind, dict(row.context), row.recipient
+        key, attempts = row.dedupe_key, row.attempts
+
+    status, error, retry_at = SENT, None, None
+    try:
+        message = build_message(
+            render(kind, context, settings), recipient=recipient, dedupe_key=key, settings=settings
+        )
+        sender.send(message)
+    except (InvalidEmail, PermanentSendError) as exc:
+        status, error = FAILED, str(exc)
+    except TemporarySendError as exc:
+        status, error = PENDING, str(exc)
+        retry_at = clock() + retry_delay(attempts)
+
+    done = clock()
+    with unit_of_work(engine) as session:
+        row = session.get_one(OutboxMessage, message_id, with_for_update=True)
+        if row.status != SENDING:  # the sweep reclaimed it meanwhile; the newer claim wins
+            return row.status
+        row.status = status
+        row.lease_expires_at = None
+        row.next_attempt_at = retry_at
+        row.last_error = redact_text(error, settings.secrets()) if error else None
+        if status == SENT:
+            row.sent_at = done
+    log.info("email_" + status, message_id=message_id, kind=kind, attempts=attempts)
+    return status

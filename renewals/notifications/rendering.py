@@ -1,0 +1,110 @@
+"""Rendering emails from Jinja2 templates: an autoescaped HTML part and a plain-text part.
+
+Branding (merchant name, support address) comes from one place, the settings; amounts are
+formatted by :func:`renewals.domain.money.format_amount` with each currency's minor units.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from renewals.config import Settings
+from renewals.domain.money import format_amount
+
+SUBJECTS = {
+    "action_required": "Action required: confirm your {amount} payment to {merchant}",
+}
+
+
+class InvalidEmail(ValueError):
+    """The message cannot be built as asked (header injection, malformed address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def _money(amount: int, currency: str) -> str:
+    return format_amount(amount, currency)
+
+
+def _when(value: str | datetime) -> str:
+    instant = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return instant.strftime("%d %B %Y, %H:%M UTC")
+
+
+@functools.cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("renewals.notifications", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = _money
+    env.filters["when"] = _when
+    return env
+
+
+def render(kind: str, context: dict[str, Any], settings: Settings) -> RenderedEmail:
+    env = _environment()
+    full = {**context, "merchant": settings.merchant_name, "support": settings.support_email}
+    subject = SUBJECTS[kind].format(
+        amount=format_amount(int(context["amount"]), str(context["currency"])),
+        merchant=settings.merchant_name,
+    )
+    return RenderedEmail(
+        subject=subject,
+        text=env.get_template(f"{kind}.txt").render(full),
+        html=env.get_template(f"{kind}.html").render(full),
+    )
+
+
+def _header(value: str, what: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise InvalidEmail(f"{what} contains a line break (header injection refused)")
+    return value
+
+
+def _address(value: str, what: str) -> Address:
+    _header(value, what)
+    try:
+        address = Address(addr_spec=value)
+    except (ValueError, IndexError) as exc:
+        raise InvalidEmail(f"{what} is not a valid address: {exc}") from None
+    if not address.username or "." not in address.domain:
+        raise InvalidEmail(f"{what} is not a valid address")
+    return address
+
+
+def build_message(
+    rendered: RenderedEmail, *, recipient: str, dedupe_key: str, settings: Settings
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = _header(rendered.subject, "subject")
+    message["From"] = Address(
+        display_name=_header(settings.merchant_name, "merchant name"),
+        addr_spec=str(_address(settings.mail_from, "sender address").addr_spec),
+    )
+    message["To"] = _address(recipient, "recipient")
+    message["Date"] = format_datetime(datetime.now().astimezone())
+    domain = settings.mail_from.rpartition("@")[2] or "renewals.local"
+    # Derived from the outbox row, so a crash-window resend carries the same Message-ID and
+    # the receiving side can recognise it.
+    message["Message-ID"] = make_msgid(idstring=dedupe_key.replace(":", "."), domain=domain)
+    message["X-Renewals-Key"] = dedupe_key
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message

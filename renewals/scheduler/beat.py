@@ -1,0 +1,26 @@
+"""The beat schedule, declared beside the sweep it runs (see ``tasks.py``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from renewals.config import Settings
+
+SWEEP_TASK = "renewals.sweep"
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every ``RENEWALS_SWEEP_INTERVAL`` seconds: an interval in UTC, not a wall-clock crontab.
+
+    Running two beats is safe (the sweep's claims are constraints and row locks), just
+    wasteful.
+    """
+    return {
+        "sweep": {
+            "task": SWEEP_TASK,
+            "schedule": timedelta(seconds=settings.sweep_interval),
+            # A sweep still queued when the next one is due is redundant: let it expire.
+            "options": {"expires": settings.sweep_interval},
+        }
+    }

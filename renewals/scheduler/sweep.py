@@ -1,0 +1,279 @@
+"""The sweep: the database is the queue of record, Celery messages are only wake-up hints.
+
+Each run, in one short transaction:
+
+1. **materialise** due periods: for every active subscription whose next period has started,
+   insert its renewal (unique per ``(subscription_id, period_start)``, inserted with
+   ON CONFLICT DO NOTHING) and move the subscription's ``next_period_index`` on. The catch-up
+   policy decides which missed period is charged after downtime (default: the latest only).
+2. **expire** leases of renewals stuck in ``charging``: their worker died after committing
+   the attempt, so whether FastStar saw the request cannot be known: they become ``unknown``.
+3. **claim** renewals whose next attempt is due (new, retry, and with trusted idempotency
+   keys, unknown), leasing them so that a second sweep does not claim them again until the
+   lease expires, which is also how a lost message is rediscovered.
+
+Rows are taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two sweeps (two beats) split
+the work; on SQLite the transaction holds the database's single write lock. The caller
+enqueues one task per returned id after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from renewals.config import Settings
+from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
+from renewals.domain.dunning import NotSentBackoff
+from renewals.domain.periods import period, period_start
+from renewals.domain.states import AttemptStatus, RenewalStatus, SubscriptionStatus
+from renewals.models import ChargeAttempt, OutboxMessage, Renewal, Subscription
+from renewals.notifications.outbox import PENDING, SENDING
+from renewals.services.audit import audit
+
+log = structlog.get_logger(__name__)
+
+BATCH = 500
+ACTOR = "sweep"
+
+
+@dataclass
+class SweepResult:
+    materialised: list[int] = field(default_factory=list)
+    charge: list[int] = field(default_factory=list)
+    checkout: list[int] = field(default_factory=list)
+    deliver: list[int] = field(default_factory=list)
+    became_unknown: list[int] = field(default_factory=list)
+
+
+def sweep(session: Session, *, now: datetime, settings: Settings) -> SweepResult:
+    result = SweepResult()
+    result.materialised = materialise_due(session, now=now, settings=settings)
+    result.became_unknown = expire_charging_leases(session, now=now)
+    result.charge = claim_due_renewals(session, now=now, settings=settings)
+    result.checkout = claim_missing_checkouts(session, now=now, settings=settings)
+    result.deliver = claim_due_messages(session, now=now, settings=settings)
+    return result
+
+
+def _insert_renewal_ignoring_duplicates(session: Session, values: dict[str, object]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(Renewal)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
+    )
+    session.execute(statement)
+
+
+def materialise_due(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Create the renewal of every subscription whose next period has started.
+
+    Returns the ids of the subscriptions that got one; the claim step picks the renewals up.
+    """
+    due = session.scalars(
+        select(Subscription)
+        .where(Subscription.status == SubscriptionStatus.ACTIVE)
+        .where(Subscription.next_renewal_at <= now)
+        .order_by(Subscription.next_renewal_at)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    subscription_ids = []
+    policy = CatchUpPolicy(settings.catch_up)
+    for sub in due:
+        last = sub.next_period_index - 1 if sub.next_period_index > 0 else None
+        index = next_period_to_charge(
+            sub.anchor,
+            sub.interval,
+            sub.interval_count,
+            now=now,
+            last_settled_index=last,
+            policy=policy,
+        )
+        if index is None:  # next_renewal_at was ahead of the schedule; realign it.
+            sub.next_renewal_at = period_start(
+                sub.anchor, sub.interval, sub.interval_count, sub.next_period_index
+            )
+            continue
+        if sub.cancel_at_period_end:
+            audit(
+                session,
+                now=now,
+                actor=ACTOR,
+                action="canceled_at_period_end",
+                subscription_id=sub.id,
+                from_status=sub.status,
+                to_status=SubscriptionStatus.CANCELED,
+            )
+            sub.status = SubscriptionStatus.CANCELED
+            sub.status_changed_at = now
+            continue
+        chosen = period(sub.anchor, sub.interval, sub.interval_count, index)
+        _insert_renewal_ignoring_duplicates(
+            session,
+            {
+                "subscription_id": sub.id,
+                "period_index": chosen.index,
+                "period_start": chosen.start,
+                "period_end": chosen.end,
+                "amount": sub.amount,
+                "currency": sub.currency,
+                "status": RenewalStatus.PENDING.value,
+                "next_attempt_at": now,
+                "declines": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        skipped = list(skipped_period_indices(last, index))
+        audit(
+            session,
+            now=now,
+            actor=ACTOR,
+            action="renewal_created",
+            subscription_id=sub.id,
+            to_status=RenewalStatus.PENDING,
+            details={
+                "period_index": index,
+                "period_start": chosen.start.isoformat(),
+                **({"skipped_periods": skipped} if skipped else {}),
+            },
+        )
+        sub.next_period_index = index + 1
+        sub.next_renewal_at = chosen.end
+        subscription_ids.append(sub.id)
+    return subscription_ids
+
+
+def expire_charging_leases(session: Session, *, now: datetime) -> list[int]:
+    """A renewal still ``charging`` after its lease died with its worker: outcome unknown."""
+    stuck = session.scalars(
+        select(Renewal)
+        .where(Renewal.status == RenewalStatus.CHARGING)
+        .where(Renewal.lease_expires_at <= now)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for renewal in stuck:
+        attempt = session.scalars(
+            select(ChargeAttempt)
+            .where(ChargeAttempt.renewal_id == renewal.id)
+            .where(ChargeAttempt.status == AttemptStatus.IN_FLIGHT)
+        ).one_or_none()
+        if attempt is not None:
+            attempt.status = AttemptStatus.UNKNOWN
+            attempt.error = "worker lost while the charge was in flight"
+            attempt.finished_at = now
+        renewal.status = RenewalStatus.UNKNOWN
+        renewal.lease_expires_at = None
+        renewal.next_attempt_at = now + NotSentBackoff().delay(1)
+        renewal.last_error = "worker lost while the charge was in flight"
+        renewal.updated_at = now
+        audit(
+            session,
+            now=now,
+            actor=ACTOR,
+            action="lease_expired",
+            subscription_id=renewal.subscription_id,
+            renewal_id=renewal.id,
+            attempt_id=attempt.id if attempt else None,
+            from_status=RenewalStatus.CHARGING,
+            to_status=RenewalStatus.UNKNOWN,
+            reason="the worker holding the charge disappeared; outcome cannot be known",
+        )
+        log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason="lease expired")
+    return [r.id for r in stuck]
+
+
+def claimable_statuses(settings: Settings) -> list[RenewalStatus]:
+    statuses = [RenewalStatus.PENDING, RenewalStatus.RETRY_SCHEDULED]
+    if settings.trust_idempotency_keys:
+        # Only safe when FastStar honours keys: the retry re-sends the same key.
+        statuses.append(RenewalStatus.UNKNOWN)
+    return statuses
+
+
+def claim_due_renewals(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Lease due renewals for charging; the lease is what makes a lost message visible."""
+    ids = list(
+        session.scalars(
+            select(Renewal.id)
+            .where(Renewal.status.in_(claimable_statuses(settings)))
+            .where(Renewal.next_attempt_at <= now)
+            .where(or_(Renewal.lease_expires_at.is_(None), Renewal.lease_expires_at <= now))
+            .order_by(Renewal.next_attempt_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(Renewal)
+            .where(Renewal.id.in_(ids))
+            .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
+        )
+    return ids
+
+
+def claim_missing_checkouts(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Renewals that need authentication but whose Checkout Session was never created."""
+    ids = list(
+        session.scalars(
+            select(Renewal.id)
+            .where(Renewal.status == RenewalStatus.REQUIRES_ACTION)
+            .where(Renewal.checkout_session_id.is_(None))
+            .where(or_(Renewal.lease_expires_at.is_(None), Renewal.lease_expires_at <= now))
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(Renewal)
+            .where(Renewal.id.in_(ids))
+            .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
+        )
+    return ids
+
+
+def claim_due_messages(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Outbox rows whose delivery message was lost or whose retry is due.
+
+    A row left ``sending`` by a worker that died goes back to ``pending`` after its lease.
+    """
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == SENDING)
+        .where(OutboxMessage.lease_expires_at <= now)
+        .values(status=PENDING, next_attempt_at=now, lease_expires_at=None)
+    )
+    ids = list(
+        session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.status == PENDING)
+            .where(OutboxMessage.next_attempt_at <= now)
+            .where(
+                or_(
+                    OutboxMessage.lease_expires_at.is_(None),
+                    OutboxMessage.lease_expires_at <= now,
+                )
+            )
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
+        )
+    return ids

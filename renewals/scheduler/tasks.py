@@ -1,0 +1,42 @@
+"""The periodic sweep task; ``beat.py`` schedules it."""
+
+from __future__ import annotations
+
+import structlog
+
+from renewals.models.db import unit_of_work
+from renewals.runtime import get_runtime
+from renewals.scheduler.beat import SWEEP_TASK
+from renewals.scheduler.sweep import SweepResult, sweep
+from renewals.worker.celery_app import app
+
+log = structlog.get_logger(__name__)
+
+def run_sweep() -> SweepResult:
+    """One sweep, then (after its commit) one message per piece of claimed work."""
+    from renewals.worker.tasks import charge, create_checkout, deliver_email
+
+    runtime = get_runtime()
+    with unit_of_work(runtime.engine) as session:
+        result = sweep(session, now=runtime.clock(), settings=runtime.settings)
+    for renewal_id in result.charge:
+        charge.delay(renewal_id)
+    for renewal_id in result.checkout:
+        create_checkout.delay(renewal_id)
+    for message_id in result.deliver:
+        deliver_email.delay(message_id)
+    if result.charge or result.became_unknown or result.materialised:
+        log.info(
+            "sweep",
+            materialised=len(result.materialised),
+            claimed=len(result.charge),
+            became_unknown=len(result.became_unknown),
+            checkouts=len(result.checkout),
+            emails=len(result.deliver),
+        )
+    return result
+
+
+@app.task(name=SWEEP_TASK)
+def sweep_task() -> None:
+    run_sweep()

@@ -1,0 +1,1 @@
+"""Services: load, decide (with the pure domain), commit. They take ``now`` and a session."""

@@ -1,0 +1,459 @@
+"""Charging one renewal: check under lock, commit the attempt, call FastStar, record.
+
+Three steps, and no transaction is open during the HTTP call:
+
+1. :func:`begin_charge` locks the renewal, re-checks everything (renewal still chargeable,
+   subscription active or in dunning, card attached, amount and currency valid, no attempt
+   succeeded or open for the period), and commits a charge attempt with its idempotency key
+   and the renewal in ``charging``. Bad input is refused here, with an audit row, before
+   anything reaches FastStar (I4).
+2. The caller sends the charge.
+3. :func:`record_outcome` locks the renewal again and records the classified outcome on the
+   attempt, the renewal and the subscription, with an audit row and any email in the outbox.
+
+If the worker dies between 1 and 3 the renewal stays ``charging`` until its lease expires;
+the sweep then marks it ``unknown`` (I3), since nobody can tell whether FastStar saw the call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from renewals.config import Settings
+from renewals.domain.dunning import (
+    DunningPolicy,
+    FinalAction,
+    FinalActionDue,
+    NotSentBackoff,
+    decide_after_decline,
+)
+from renewals.domain.money import InvalidChargeError, validate_charge
+from renewals.domain.states import (
+    OPEN_ATTEMPT_STATUSES,
+    AttemptEvent,
+    AttemptStatus,
+    RenewalEvent,
+    RenewalStatus,
+    SubscriptionEvent,
+    SubscriptionStatus,
+    attempt_transition,
+    can_subscription_transition,
+    renewal_transition,
+    subscription_transition,
+)
+from renewals.faststar import (
+    AuthenticationRequired,
+    ChargeOutcome,
+    Declined,
+    FastStarClient,
+    FastStarConfigurationError,
+    NotSent,
+    Paid,
+    Unknown,
+)
+from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
+from renewals.models.db import unit_of_work
+from renewals.services.audit import audit
+
+log = structlog.get_logger(__name__)
+
+ACTOR = "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeOrder:
+    """Everything the HTTP call needs, read under lock in step 1."""
+
+    renewal_id: int
+    attempt_id: int
+    subscription_id: int
+    customer_id: str  # cus_…
+    payment_method_id: str  # pm_…
+    amount: int
+    currency: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Nothing to send: already done, in flight elsewhere, or not due."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Bad input caught before any call (I4): the renewal failed with this reason."""
+
+    reason: str
+
+
+@dataclass
+class FollowUps:
+    """Tasks to enqueue once the transaction has committed."""
+
+    checkout_renewal_ids: list[int] = field(default_factory=list)
+    deliver_message_ids: list[int] = field(default_factory=list)
+
+
+def new_idempotency_key() -> str:
+    # Random rather than derived from ids: a database restored or recreated from scratch
+    # reuses ids, and FastStar would replay an old charge's response for a reused key.
+    return f"rnw_{uuid.uuid4().hex}"
+
+
+def _lock_renewal(session: Session, renewal_id: int) -> tuple[Renewal, Subscription] | None:
+    row = session.execute(
+        select(Renewal, Subscription)
+        .join(Subscription, Subscription.id == Renewal.subscription_id)
+        .where(Renewal.id == renewal_id)
+        .with_for_update(of=[Renewal, Subscription])
+    ).one_or_none()
+    return (row[0], row[1]) if row else None
+
+
+def _refuse(
+    session: Session, renewal: Renewal, sub: Subscription, reason: str, *, now: datetime
+) -> Refused:
+    audit(
+        session,
+        now=now,
+        actor=ACTOR,
+        action="charge_refused",
+        subscription_id=sub.id,
+        renewal_id=renewal.id,
+        from_status=renewal.status,
+        to_status=RenewalStatus.FAILED,
+        reason=reason,
+    )
+    renewal.status = renewal_transition(renewal.status, RenewalEvent.ABANDONED)
+    renewal.last_error = reason
+    renewal.lease_expires_at = None
+    renewal.next_attempt_at = None
+    renewal.updated_at = now
+    log.warning("charge_refused", renewal_id=renewal.id, reason=reason)
+    return Refused(reason)
+
+
+def begin_charge(
+    session: Session, renewal_id: int, *, now: datetime, settings: Settings
+) -> ChargeOrder | Skipped | Refused:
+    """Step 1: under lock, decide whether to charge, and commit the attempt if so."""
+    locked = _lock_renewal(session, renewal_id)
+    if locked is None:
+        return Skipped("no such renewal")
+    renewal, sub = locked
+    retry_unknown = (
+        renewal.status == RenewalStatus.UNKNOWN and settings.trust_idempotency_keys
+    )
+    if renewal.status not in (RenewalStatus.PENDING, RenewalStatus.RETRY_SCHEDULED) and not (
+        retry_unknown
+    ):
+        return Skipped(f"renewal is {renewal.status}")
+    if renewal.next_attempt_at is None or renewal.next_attempt_at > now:
+        return Skipped("not due yet")
+
+    if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+        if retry_unknown:
+            return Skipped(f"subscription is {sub.status}; unknown outcome left to reconcile")
+        return _refuse(session, renewal, sub, f"subscription is {sub.status}", now=now)
+    customer, card = session.execute(
+        select(Customer, PaymentMethod)
+        .join(PaymentMethod, PaymentMethod.customer_id == Customer.id)
+        .where(Customer.id == sub.customer_id, PaymentMethod.id == sub.payment_method_id)
+    ).one()
+    if card.detached_at is not None:
+        return _refuse(session, renewal, sub, "payment method is detached", now=now)
+    try:
+        money = validate_charge(
+            renewal.amount, renewal.currency, max_amount=settings.max_charge_amount
+        )
+    except InvalidChargeError as exc:
+        return _refuse(session, renewal, sub, f"invalid charge: {exc}", now=now)
+
+    attempts = session.scalars(
+        select(ChargeAttempt).where(ChargeAttempt.renewal_id == renewal.id)
+    ).all()
+    if any(a.status == AttemptStatus.SUCCEEDED for a in attempts):
+        return Skipped("an attempt already succeeded for this period")
+    open_attempt = next((a for a in attempts if a.status in OPEN_ATTEMPT_STATUSES), None)
+    if open_attempt is not None and open_attempt.status == AttemptStatus.IN_FLIGHT:
+        return Skipped("an attempt is in flight")
+    if open_attempt is not None and open_attempt.status == AttemptStatus.UNKNOWN:
+        if not settings.trust_idempotency_keys:
+            return Skipped("the previous attempt's outcome is unknown")
+        # Keys are trusted: re-sending the same key either replays the first outcome or
+        # executes the charge that never happened; it cannot charge twice.
+        attempt = open_attempt
+        attempt.status = AttemptStatus.IN_FLIGHT
+    elif open_attempt is not None:  # not sent: re-send the same attempt, same key
+        attempt = open_attempt
+        attempt.status = attempt_transition(attempt.status, AttemptEvent.RESENT)
+    else:
+        attempt = ChargeAttempt(
+            renewal_id=renewal.id,
+            number=len(attempts) + 1,
+            idempotency_key=new_idempotency_key(),
+            status=AttemptStatus.IN_FLIGHT,
+            amount=money.amount,
+            currency=money.currency,
+            sends=0,
+            created_at=now,
+        )
+        session.add(attempt)
+    attempt.sends += 1
+    attempt.sent_at = now
+
+    previous = renewal.status
+    renewal.status = (
+        RenewalStatus.CHARGING
+        if retry_unknown
+        else renewal_transition(renewal.status, RenewalEvent.CLAIMED)
+    )
+    renewal.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
+    renewal.updated_at = now
+    session.flush()  # assigns attempt.id
+    audit(
+        session,
+        now=now,
+        actor=ACTOR,
+        action="charge_started",
+        subscription_id=sub.id,
+        renewal_id=renewal.id,
+        attempt_id=attempt.id,
+        from_status=previous,
+        to_status=renewal.status,
+        details={"attempt": attempt.number, "send": attempt.sends},
+    )
+    return ChargeOrder(
+        renewal_id=renewal.id,
+        attempt_id=attempt.id,
+        subscription_id=sub.id,
+        customer_id=customer.faststar_id,
+        payment_method_id=card.faststar_id,
+        amount=attempt.amount,
+        currency=attempt.currency,
+        idempotency_key=attempt.idempotency_key,
+    )
+
+
+def _move_subscription(
+    session: Session, sub: Subscription, event: SubscriptionEvent, *, now: datetime, **kw: object
+) -> None:
+    if not can_subscription_transition(sub.status, event):
+        # The operator paused or canceled while the call was in flight: the renewal's outcome
+        # is recorded (I2) but the operator's decision stands.
+        log.info("subscription_transition_skipped", subscription_id=sub.id, event=str(event))
+        return
+    new = subscription_transition(sub.status, event)
+    if new != sub.status:
+        audit(
+            session,
+            now=now,
+            actor=ACTOR,
+            action=f"subscription_{event}",
+            subscription_id=sub.id,
+            from_status=sub.status,
+            to_status=new,
+            **kw,  # type: ignore[arg-type]
+        )
+        sub.status = new
+        sub.status_changed_at = now
+
+
+def record_outcome(
+    session: Session,
+    order: ChargeOrder,
+    outcome: ChargeOutcome,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> FollowUps:
+    """Step 3: record what FastStar answered, under lock, in one transaction."""
+    follow = FollowUps()
+    locked = _lock_renewal(session, order.renewal_id)
+    if locked is None:  # pragma: no cover - rows are never deleted
+        raise LookupError(f"renewal {order.renewal_id} vanished")
+    renewal, sub = locked
+    attempt = session.get_one(ChargeAttempt, order.attempt_id)
+    if attempt.status not in (AttemptStatus.IN_FLIGHT, AttemptStatus.UNKNOWN):
+        log.warning("outcome_for_settled_attempt", attempt_id=attempt.id, status=attempt.status)
+        return follow
+    # A slow call may return after the sweep gave the lease up and marked it unknown: the
+    # answer we now hold is better than "unknown", so it is recorded all the same.
+    late = attempt.status == AttemptStatus.UNKNOWN
+    previous = renewal.status
+    attempt.finished_at = now
+    renewal.lease_expires_at = None
+    renewal.updated_at = now
+    details: dict[str, object] = {"attempt": attempt.number, "outcome": outcome.kind}
+
+    if isinstance(outcome, Paid):
+        attempt.status = (
+            AttemptStatus.SUCCEEDED
+            if not late
+            else attempt_transition(attempt.status, AttemptEvent.RESOLVED_PAID)
+        )
+        attempt.payment_intent_id = outcome.payment_intent_id
+        renewal.status = renewal_transition(
+            renewal.status,
+            RenewalEvent.RESOLVED_PAID if late else RenewalEvent.CHARGE_SUCCEEDED,
+        )
+        renewal.payment_intent_id = outcome.payment_intent_id
+        renewal.next_attempt_at = None
+        renewal.last_error = None
+        if sub.current_period_start is None or renewal.period_start > sub.current_period_start:
+            sub.current_period_start = renewal.period_start
+            sub.current_period_end = renewal.period_end
+        details["payment_intent_id"] = outcome.payment_intent_id
+        _move_subscription(session, sub, SubscriptionEvent.CHARGE_SUCCEEDED, now=now)
+    elif late:
+        # Only a definite "paid" may settle an unknown attempt here; anything else is left
+        # for reconciliation rather than guessed at.
+        log.warning("late_outcome_left_unknown", attempt_id=attempt.id, outcome=outcome.kind)
+        return follow
+    elif isinstance(outcome, AuthenticationRequired):
+        attempt.status = attempt_transition(attempt.status, AttemptEvent.AUTHENTICATION_REQUIRED)
+        attempt.http_status = outcome.http_status
+        renewal.status = renewal_transition(renewal.status, RenewalEvent.AUTHENTICATION_REQUIRED)
+        renewal.action_required_at = now
+        renewal.next_attempt_at = None
+        _move_subscription(session, sub, SubscriptionEvent.AUTHENTICATION_REQUIRED, now=now)
+        follow.checkout_renewal_ids.append(renewal.id)
+    elif isinstance(outcome, Declined):
+        attempt.status = attempt_transition(attempt.status, AttemptEvent.DECLINED)
+        attempt.http_status = outcome.http_status
+        attempt.decline_code = outcome.reason_code
+        attempt.error = outcome.message
+        renewal.declines += 1
+        renewal.first_declined_at = renewal.first_declined_at or now
+        renewal.last_decline_code = outcome.reason_code
+        renewal.last_error = outcome.message
+        policy = DunningPolicy(
+            retry_days=settings.dunning_days, final_action=FinalAction(settings.final_action)
+        )
+        decision = decide_after_decline(
+            policy,
+            first_failure_at=renewal.first_declined_at,
+            failures_so_far=renewal.declines,
+            decline_code=outcome.reason_code,
+        )
+        details["decline_code"] = outcome.reason_code
+        if isinstance(decision, FinalActionDue):
+            renewal.status = renewal_transition(renewal.status, RenewalEvent.DECLINED_FINAL)
+            renewal.next_attempt_at = None
+            _move_subscription(
+                session, sub, decision.action.subscription_event, now=now, reason=decision.reason
+            )
+        else:
+            renewal.status = renewal_transition(renewal.status, RenewalEvent.DECLINED)
+            renewal.next_attempt_at = decision.at
+            details["next_attempt_at"] = decision.at.isoformat()
+            _move_subscription(session, sub, SubscriptionEvent.DECLINED, now=now)
+    elif isinstance(outcome, NotSent):
+        attempt.status = attempt_transition(attempt.status, AttemptEvent.NOT_SENT)
+        attempt.http_status = outcome.http_status
+        attempt.error = outcome.reason
+        renewal.status = renewal_transition(renewal.status, RenewalEvent.NOT_SENT)
+        renewal.next_attempt_at = NotSentBackoff().retry_at(
+            now, attempt.sends, retry_after=outcome.retry_after
+        )
+        renewal.last_error = outcome.reason
+        details["next_attempt_at"] = renewal.next_attempt_at.isoformat()
+    elif isinstance(outcome, Unknown):
+        attempt.status = attempt_transition(attempt.status, AttemptEvent.OUTCOME_UNKNOWN)
+        attempt.http_status = outcome.http_status
+        attempt.error = outcome.reason
+        renewal.status = renewal_transition(renewal.status, RenewalEvent.OUTCOME_UNKNOWN)
+        # Re-examined on a backoff: by a same-key retry when keys are trusted, otherwise by
+        # reconciliation; never turned into paid or failed by guessing.
+        renewal.next_attempt_at = now + NotSentBackoff().delay(attempt.sends)
+        renewal.last_error = outcome.reason
+        log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason=outcome.reason)
+
+    audit(
+        session,
+        now=now,
+        actor=ACTOR,
+        action=f"charge_{outcome.kind}",
+        subscription_id=sub.id,
+        renewal_id=renewal.id,
+        attempt_id=attempt.id,
+        from_status=previous,
+        to_status=renewal.status,
+        details=details,
+    )
+    return follow
+
+
+def record_configuration_error(
+    session: Session, order: ChargeOrder, message: str, *, now: datetime
+) -> None:
+    """FastStar refused our credentials (401/403): nothing was charged. The attempt is
+    recorded as not sent and retried in ten minutes, by which time an operator should have
+    fixed the key; the task itself fails loudly."""
+    retry = NotSent(reason=f"configuration error: {message}", retry_after=600)
+    locked = _lock_renewal(session, order.renewal_id)
+    if locked is None:  # pragma: no cover - rows are never deleted
+        return
+    renewal, sub = locked
+    attempt = session.get_one(ChargeAttempt, order.attempt_id)
+    if attempt.status != AttemptStatus.IN_FLIGHT:
+        return
+    attempt.status = attempt_transition(attempt.status, AttemptEvent.NOT_SENT)
+    attempt.error = retry.reason
+    attempt.finished_at = now
+    renewal.status = renewal_transition(renewal.status, RenewalEvent.NOT_SENT)
+    renewal.next_attempt_at = now + timedelta(seconds=retry.retry_after or 600)
+    renewal.lease_expires_at = None
+    renewal.last_error = retry.reason
+    renewal.updated_at = now
+    audit(
+        session,
+        now=now,
+        actor=ACTOR,
+        action="charge_configuration_error",
+        subscription_id=sub.id,
+        renewal_id=renewal.id,
+        attempt_id=attempt.id,
+        from_status=RenewalStatus.CHARGING,
+        to_status=renewal.status,
+        reason=message,
+    )
+
+
+def charge_renewal(
+    engine: Engine,
+    client: FastStarClient,
+    renewal_id: int,
+    *,
+    clock: Callable[[], datetime],
+    settings: Settings,
+) -> FollowUps:
+    """Steps 1 to 3 for one renewal. No transaction is open while FastStar is called."""
+    with unit_of_work(engine) as session:
+        order = begin_charge(session, renewal_id, now=clock(), settings=settings)
+    if not isinstance(order, ChargeOrder):
+        log.debug("charge_skipped", renewal_id=renewal_id, reason=order.reason)
+        return FollowUps()
+    try:
+        outcome = client.charge_off_session(
+            order.customer_id,
+            order.payment_method_id,
+            order.amount,
+            order.currency,
+            idempotency_key=order.idempotency_key,
+        )
+    except FastStarConfigurationError as exc:
+        with unit_of_work(engine) as session:
+            record_configuration_error(session, order, str(exc), now=clock())
+        raise
+    with unit_of_work(engine) as session:
+        return record_outcome(session, order, outcome, now=clock(), settings=settings)

@@ -1,0 +1,209 @@
+"""Creating subscriptions and showing them (the shape ``--json`` prints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from renewals.config import Settings
+from renewals.domain.money import validate_charge
+from renewals.domain.periods import Interval
+from renewals.domain.states import SubscriptionStatus
+from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
+from renewals.services.audit import audit
+
+
+class SubscriptionInputError(ValueError):
+    """The subscription asked for cannot be created as given."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedCard:
+    """A masked card as FastStar returned it on attach."""
+
+    customer_id: str  # cus_…
+    payment_method_id: str  # pm_…
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+def create_subscription(
+    session: Session,
+    *,
+    now: datetime,
+    settings: Settings,
+    email: str,
+    name: str | None,
+    card: SavedCard,
+    amount: int,
+    currency: str,
+    interval: str,
+    interval_count: int,
+    renews_at: datetime,
+    price_id: str | None = None,
+) -> Subscription:
+    """Store the customer, the card and a subscription whose first renewal is ``renews_at``.
+
+    Period *n* then starts at ``renews_at + n intervals``: the billing anchor.
+    """
+    money = validate_charge(amount, currency, max_amount=settings.max_charge_amount)
+    try:
+        unit = Interval(interval)
+    except ValueError:
+        raise SubscriptionInputError(
+            f"interval must be one of {', '.join(i.value for i in Interval)}"
+        ) from None
+    if interval_count < 1:
+        raise SubscriptionInputError("interval count must be at least 1")
+    if renews_at.tzinfo is None:
+        raise SubscriptionInputError("renews-at must carry a UTC offset")
+    if price_id is not None and not price_id.startswith("price_"):
+        raise SubscriptionInputError("price id must start with price_")
+
+    customer = session.scalar(select(Customer).where(Customer.faststar_id == card.customer_id))
+    if customer is None:
+        customer = Customer(faststar_id=card.customer_id, email=email, name=name, created_at=now)
+        session.add(customer)
+        session.flush()
+    method = session.scalar(
+        select(PaymentMethod).where(PaymentMethod.faststar_id == card.payment_method_id)
+    )
+    if method is None:
+        method = PaymentMethod(
+            faststar_id=card.payment_method_id,
+            customer_id=customer.id,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            created_at=now,
+        )
+        session.add(method)
+        session.flush()
+    elif method.customer_id != customer.id:
+        raise SubscriptionInputError("that payment method belongs to another customer")
+    sub = Subscription(
+        customer_id=customer.id,
+        payment_method_id=method.id,
+        amount=money.amount,
+        currency=money.currency,
+        interval=unit,
+        interval_count=interval_count,
+        anchor=renews_at,
+        price_id=price_id,
+        status=SubscriptionStatus.ACTIVE,
+        status_changed_at=now,
+        cancel_at_period_end=False,
+        next_period_index=0,
+        next_renewal_at=renews_at,
+        created_at=now,
+    )
+    session.add(sub)
+    session.flush()
+    audit(
+        session,
+        now=now,
+        actor="cli",
+        action="subscription_created",
+        subscription_id=sub.id,
+        to_status=sub.status,
+    )
+    return sub
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def subscription_views(session: Session, subscriptions: list[Subscription]) -> list[dict[str, Any]]:
+    """The JSON shape of ``subscriptions show/list --json``, in three queries for any number."""
+    if not subscriptions:
+        return []
+    ids = [s.id for s in subscriptions]
+    people = dict(
+        session.execute(
+            select(Subscription.id, Customer.faststar_id)
+            .join(Customer, Customer.id == Subscription.customer_id)
+            .where(Subscription.id.in_(ids))
+        ).tuples()
+    )
+    cards = dict(
+        session.execute(
+            select(Subscription.id, PaymentMethod.faststar_id)
+            .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
+            .where(Subscription.id.in_(ids))
+        ).tuples()
+    )
+    renewals = session.scalars(
+        select(Renewal).where(Renewal.subscription_id.in_(ids)).order_by(Renewal.period_start)
+    ).all()
+    attempts = session.scalars(
+        select(ChargeAttempt)
+        .where(ChargeAttempt.renewal_id.in_([r.id for r in renewals]))
+        .order_by(ChargeAttempt.number)
+    ).all()
+    by_renewal: dict[int, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_renewal.setdefault(a.renewal_id, []).append(
+            {
+                "number": a.number,
+                "status": a.status.value,
+                "idempotency_key": a.idempotency_key,
+                "payment_intent_id": a.payment_intent_id,
+                "decline_code": a.decline_code,
+                "sends": a.sends,
+                "error": a.error,
+            }
+        )
+    by_sub: dict[int, list[dict[str, Any]]] = {}
+    for r in renewals:
+        by_sub.setdefault(r.subscription_id, []).append(
+            {
+                "id": r.id,
+                "period_index": r.period_index,
+                "period_start": _iso(r.period_start),
+                "period_end": _iso(r.period_end),
+                "status": r.status.value,
+                "amount": r.amount,
+                "currency": r.currency,
+                "payment_intent_id": r.payment_intent_id,
+                "checkout_session_id": r.checkout_session_id,
+                "checkout_url": r.checkout_url,
+                "next_attempt_at": _iso(r.next_attempt_at),
+                "last_error": r.last_error,
+                "attempts": by_renewal.get(r.id, []),
+            }
+        )
+    return [
+        {
+            "id": s.id,
+            "status": s.status.value,
+            "customer_id": people[s.id],
+            "payment_method_id": cards[s.id],
+            "amount": s.amount,
+            "currency": s.currency,
+            "interval": s.interval.value,
+            "interval_count": s.interval_count,
+            "anchor": _iso(s.anchor),
+            "next_renewal_at": _iso(s.next_renewal_at),
+            "current_period_start": _iso(s.current_period_start),
+            "current_period_end": _iso(s.current_period_end),
+            "price_id": s.price_id,
+            "cancel_at_period_end": s.cancel_at_period_end,
+            "renewals": by_sub.get(s.id, []),
+        }
+        for s in subscriptions
+    ]
+
+
+def list_subscriptions(session: Session, status: str | None = None) -> list[Subscription]:
+    query = select(Subscription).order_by(Subscription.id)
+    if status is not None:
+        query = query.where(Subscription.status == SubscriptionStatus(status))
+    return list(session.scalars(query))

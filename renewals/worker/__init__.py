@@ -1,0 +1,1 @@
+"""The worker: the Celery application and its thin tasks."""

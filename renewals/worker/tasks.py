@@ -1,0 +1,66 @@
+"""Thin tasks: take ids, call one service, enqueue follow-ups after its commit.
+
+Every task is safe to run twice or concurrently: the services re-check state under lock.
+Retries of business outcomes are never done with Celery countdowns; they live in the
+database (``next_attempt_at``) and the sweep brings them back.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from renewals.notifications.delivery import deliver
+from renewals.runtime import get_runtime
+from renewals.services.charging import FollowUps, charge_renewal
+from renewals.services.checkout import ensure_checkout_session
+from renewals.worker.celery_app import app
+
+log = structlog.get_logger(__name__)
+
+
+def enqueue_follow_ups(follow: FollowUps) -> None:
+    for renewal_id in follow.checkout_renewal_ids:
+        create_checkout.delay(renewal_id)
+    for message_id in follow.deliver_message_ids:
+        deliver_email.delay(message_id)
+
+
+@app.task(name="renewals.charge_renewal")
+def charge(renewal_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task="charge", renewal_id=renewal_id):
+        follow = charge_renewal(
+            runtime.engine,
+            runtime.faststar,
+            renewal_id,
+            clock=runtime.clock,
+            settings=runtime.settings,
+        )
+        enqueue_follow_ups(follow)
+
+
+@app.task(name="renewals.create_checkout")
+def create_checkout(renewal_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task="checkout", renewal_id=renewal_id):
+        follow = ensure_checkout_session(
+            runtime.engine,
+            runtime.faststar,
+            renewal_id,
+            clock=runtime.clock,
+            settings=runtime.settings,
+        )
+        enqueue_follow_ups(follow)
+
+
+@app.task(name="renewals.deliver_email")
+def deliver_email(message_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task="deliver_email", message_id=message_id):
+        deliver(
+            runtime.engine,
+            message_id,
+            clock=runtime.clock,
+            settings=runtime.settings,
+            sender=runtime.sender,
+        )

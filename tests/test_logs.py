@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from renewals.config import load_settings
+from renewals.logs import Redactor, configure_logging, luhn_valid
+
+
+def test_luhn() -> None:
+    assert luhn_valid("4242424242424242")
+    assert not luhn_valid("4242424242424241")
+
+
+@pytest.mark.parametrize(
+    ("raw", "leak"),
+    [
+        ("card 4242 4242 4242 4242 used", "4242 4242 4242 4242"),
+        ("card 4000-0027-6000-3184", "4000-0027-6000-3184"),
+        ("pan=4000000000000002", "4000000000000002"),
+        ("key sk_test_abcdef123", "abcdef123"),
+        ("secret whsec_0123456789", "0123456789"),
+        ("to jane.buyer+x@example.com", "jane.buyer+x@"),
+        ("seti_abc_secret_def456", "def456"),
+    ],
+)
+def test_redactor_removes_sensitive_text(raw: str, leak: str) -> None:
+    assert leak not in Redactor().text(raw)
+
+
+def test_non_luhn_numbers_and_ids_survive() -> None:
+    text = "renewal 1234567890123 pi_abc123 amount 1999"
+    assert Redactor().text(text) == text
+
+
+def test_configured_secret_is_redacted_verbatim() -> None:
+    assert "opaque-prod-key" not in Redactor(["opaque-prod-key"]).text("k=opaque-prod-key")
+
+
+def test_structlog_and_stdlib_lines_are_redacted_in_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENEWALS_ENV", "production")
+    monkeypatch.setenv("RENEWALS_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("RENEWALS_FASTSTAR_API_KEY", "prodkey-without-prefix")
+    stream = io.StringIO()
+    configure_logging(load_settings(), stream=stream)
+    structlog.get_logger("t").debug(
+        "charging", email="jane@example.com", headers={"X-API-Key": "prodkey-without-prefix"}
+    )
+    logging.getLogger("httpx").debug("sent card %s", "4242424242424242")
+    try:
+        raise ValueError("boom for jane@example.com")
+    except ValueError:
+        structlog.get_logger("t").exception("failed")
+    out = stream.getvalue()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["event"] for line in lines][:2] == ["charging", "sent card [card]"]
+    for secret in ("jane@example.com", "prodkey-without-prefix", "4242424242424242"):
+        assert secret not in out
+    assert "ValueError" in out
