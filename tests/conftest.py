@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
 
+from renewals.config import Settings
+from renewals.faststar import FastStarClient
+from renewals.models.db import create_db_engine
 from renewals.sandbox.testing import RunningSandbox, running_sandbox
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    fresh_sqlite_url,
+    migrated_sqlite_template,
+    truncate_all,
+)
+from tests.support.factories import Clock, make_subscription_factory
 
 REQUIRE_SERVICES = os.environ.get("RENEWALS_REQUIRE_SERVICES", "") not in ("", "0", "false")
 POSTGRES_URL = os.environ.get(
@@ -77,3 +91,73 @@ def sandbox(_sandbox_server: RunningSandbox) -> RunningSandbox:
     """The real sandbox over a loopback socket, reset to a clean state for each test."""
     _sandbox_server.reset()
     return _sandbox_server
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return migrated_sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def _postgres_database(postgres_url: str) -> Iterator[str]:
+    url = create_postgres_database(postgres_url)
+    yield url
+    drop_postgres_database(postgres_url, url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: every engine test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        return fresh_sqlite_url(template, tmp_path)
+    url: str = request.getfixturevalue("_postgres_database")
+    truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, sandbox: RunningSandbox, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        broker_url=f"sqla+sqlite:///{tmp_path}/broker.db",
+        faststar_base_url=sandbox.base_url,
+        faststar_api_key=SecretStr(sandbox.api_key),
+        mail_url=f"file://{tmp_path}/mail",
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_db_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def faststar(settings: Settings) -> Iterator[FastStarClient]:
+    with FastStarClient(
+        settings.faststar_base_url, settings.faststar_api_key.get_secret_value()
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def make_subscription(engine: Engine, settings: Settings) -> Callable[..., int]:
+    return make_subscription_factory(engine, settings)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (connections are refused: "not sent")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -12,7 +12,6 @@ Senders raise :class:`TemporarySendError` (retry later: 4xx, refused connection,
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 import sys
 from email.message import EmailMessage
@@ -103,7 +102,7 @@ class SmtpSender:
         except smtplib.SMTPResponseException as exc:
             kind = PermanentSendError if exc.smtp_code >= 500 else TemporarySendError
             raise kind(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from None
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise TemporarySendError(f"SMTP unavailable: {type(exc).__name__}: {exc}") from None
 
 

@@ -36,13 +36,13 @@ from renewals.domain.dunning import (
 )
 from renewals.domain.money import InvalidChargeError, validate_charge
 from renewals.domain.states import (
+    CHARGEABLE_SUBSCRIPTION_STATUSES,
     OPEN_ATTEMPT_STATUSES,
     AttemptEvent,
     AttemptStatus,
     RenewalEvent,
     RenewalStatus,
     SubscriptionEvent,
-    SubscriptionStatus,
     attempt_transition,
     can_subscription_transition,
     renewal_transition,
@@ -65,6 +65,14 @@ from renewals.services.audit import audit
 log = structlog.get_logger(__name__)
 
 ACTOR = "worker"
+
+# Which renewal statuses a charge task may start from, and the transition it makes.
+_CLAIM_EVENTS = {
+    RenewalStatus.PENDING: RenewalEvent.CLAIMED,
+    RenewalStatus.RETRY_SCHEDULED: RenewalEvent.CLAIMED,
+    # Only with RENEWALS_TRUST_IDEMPOTENCY_KEYS: re-send the unknown attempt's own key.
+    RenewalStatus.UNKNOWN: RenewalEvent.RESENT_SAME_KEY,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +150,56 @@ def _refuse(
     return Refused(reason)
 
 
+def _refusal(
+    renewal: Renewal, sub: Subscription, card: PaymentMethod, settings: Settings
+) -> str | None:
+    """Why this renewal must not be charged at all (I4), or None."""
+    if sub.status not in CHARGEABLE_SUBSCRIPTION_STATUSES:
+        return f"subscription is {sub.status}"
+    if card.detached_at is not None:
+        return "payment method is detached"
+    try:
+        validate_charge(renewal.amount, renewal.currency, max_amount=settings.max_charge_amount)
+    except InvalidChargeError as exc:
+        return f"invalid charge: {exc}"
+    return None
+
+
+def _attempt_to_send(
+    session: Session, renewal: Renewal, *, now: datetime, settings: Settings
+) -> ChargeAttempt | Skipped:
+    """The attempt to send: an open one re-sent with its key, or a new one."""
+    attempts = session.scalars(
+        select(ChargeAttempt).where(ChargeAttempt.renewal_id == renewal.id)
+    ).all()
+    if any(a.status == AttemptStatus.SUCCEEDED for a in attempts):
+        return Skipped("an attempt already succeeded for this period")
+    attempt = next((a for a in attempts if a.status in OPEN_ATTEMPT_STATUSES), None)
+    if attempt is None:
+        attempt = ChargeAttempt(
+            renewal_id=renewal.id,
+            number=len(attempts) + 1,
+            idempotency_key=new_idempotency_key(),
+            status=AttemptStatus.IN_FLIGHT,
+            amount=renewal.amount,
+            currency=renewal.currency,
+            sends=0,
+            created_at=now,
+        )
+        session.add(attempt)
+    elif attempt.status == AttemptStatus.IN_FLIGHT:
+        return Skipped("an attempt is in flight")
+    elif attempt.status == AttemptStatus.UNKNOWN and not settings.trust_idempotency_keys:
+        return Skipped("the previous attempt's outcome is unknown")
+    else:
+        # Not sent, or unknown with trusted keys: the same key either replays the first
+        # outcome or executes the charge that never happened; it cannot charge twice.
+        attempt.status = attempt_transition(attempt.status, AttemptEvent.RESENT)
+    attempt.sends += 1
+    attempt.sent_at = now
+    return attempt
+
+
 def begin_charge(
     session: Session, renewal_id: int, *, now: datetime, settings: Settings
 ) -> ChargeOrder | Skipped | Refused:
@@ -150,73 +208,29 @@ def begin_charge(
     if locked is None:
         return Skipped("no such renewal")
     renewal, sub = locked
-    retry_unknown = (
-        renewal.status == RenewalStatus.UNKNOWN and settings.trust_idempotency_keys
-    )
-    if renewal.status not in (RenewalStatus.PENDING, RenewalStatus.RETRY_SCHEDULED) and not (
-        retry_unknown
+    event = _CLAIM_EVENTS.get(renewal.status)
+    if event is None or (
+        event is RenewalEvent.RESENT_SAME_KEY and not settings.trust_idempotency_keys
     ):
         return Skipped(f"renewal is {renewal.status}")
     if renewal.next_attempt_at is None or renewal.next_attempt_at > now:
         return Skipped("not due yet")
-
-    if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
-        if retry_unknown:
-            return Skipped(f"subscription is {sub.status}; unknown outcome left to reconcile")
-        return _refuse(session, renewal, sub, f"subscription is {sub.status}", now=now)
     customer, card = session.execute(
         select(Customer, PaymentMethod)
         .join(PaymentMethod, PaymentMethod.customer_id == Customer.id)
         .where(Customer.id == sub.customer_id, PaymentMethod.id == sub.payment_method_id)
     ).one()
-    if card.detached_at is not None:
-        return _refuse(session, renewal, sub, "payment method is detached", now=now)
-    try:
-        money = validate_charge(
-            renewal.amount, renewal.currency, max_amount=settings.max_charge_amount
-        )
-    except InvalidChargeError as exc:
-        return _refuse(session, renewal, sub, f"invalid charge: {exc}", now=now)
-
-    attempts = session.scalars(
-        select(ChargeAttempt).where(ChargeAttempt.renewal_id == renewal.id)
-    ).all()
-    if any(a.status == AttemptStatus.SUCCEEDED for a in attempts):
-        return Skipped("an attempt already succeeded for this period")
-    open_attempt = next((a for a in attempts if a.status in OPEN_ATTEMPT_STATUSES), None)
-    if open_attempt is not None and open_attempt.status == AttemptStatus.IN_FLIGHT:
-        return Skipped("an attempt is in flight")
-    if open_attempt is not None and open_attempt.status == AttemptStatus.UNKNOWN:
-        if not settings.trust_idempotency_keys:
-            return Skipped("the previous attempt's outcome is unknown")
-        # Keys are trusted: re-sending the same key either replays the first outcome or
-        # executes the charge that never happened; it cannot charge twice.
-        attempt = open_attempt
-        attempt.status = AttemptStatus.IN_FLIGHT
-    elif open_attempt is not None:  # not sent: re-send the same attempt, same key
-        attempt = open_attempt
-        attempt.status = attempt_transition(attempt.status, AttemptEvent.RESENT)
-    else:
-        attempt = ChargeAttempt(
-            renewal_id=renewal.id,
-            number=len(attempts) + 1,
-            idempotency_key=new_idempotency_key(),
-            status=AttemptStatus.IN_FLIGHT,
-            amount=money.amount,
-            currency=money.currency,
-            sends=0,
-            created_at=now,
-        )
-        session.add(attempt)
-    attempt.sends += 1
-    attempt.sent_at = now
+    reason = _refusal(renewal, sub, card, settings)
+    if reason is not None:
+        if renewal.status == RenewalStatus.UNKNOWN:
+            return Skipped(f"{reason}; the unknown outcome is left to reconciliation")
+        return _refuse(session, renewal, sub, reason, now=now)
+    attempt = _attempt_to_send(session, renewal, now=now, settings=settings)
+    if isinstance(attempt, Skipped):
+        return attempt
 
     previous = renewal.status
-    renewal.status = (
-        RenewalStatus.CHARGING
-        if retry_unknown
-        else renewal_transition(renewal.status, RenewalEvent.CLAIMED)
-    )
+    renewal.status = renewal_transition(renewal.status, event)
     renewal.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
     renewal.updated_at = now
     session.flush()  # assigns attempt.id
@@ -268,6 +282,120 @@ def _move_subscription(
         sub.status_changed_at = now
 
 
+def _on_paid(
+    session: Session,
+    renewal: Renewal,
+    sub: Subscription,
+    attempt: ChargeAttempt,
+    outcome: Paid,
+    *,
+    now: datetime,
+    late: bool,
+) -> None:
+    attempt.status = attempt_transition(
+        attempt.status, AttemptEvent.RESOLVED_PAID if late else AttemptEvent.CHARGE_SUCCEEDED
+    )
+    attempt.payment_intent_id = outcome.payment_intent_id
+    renewal.status = renewal_transition(
+        renewal.status, RenewalEvent.RESOLVED_PAID if late else RenewalEvent.CHARGE_SUCCEEDED
+    )
+    renewal.payment_intent_id = outcome.payment_intent_id
+    renewal.next_attempt_at = None
+    renewal.last_error = None
+    # The paid period becomes the current one (a late, older period never moves it back).
+    if sub.current_period_start is None or renewal.period_start > sub.current_period_start:
+        sub.current_period_start = renewal.period_start
+        sub.current_period_end = renewal.period_end
+    _move_subscription(session, sub, SubscriptionEvent.CHARGE_SUCCEEDED, now=now)
+
+
+def _on_authentication_required(
+    session: Session,
+    renewal: Renewal,
+    sub: Subscription,
+    attempt: ChargeAttempt,
+    outcome: AuthenticationRequired,
+    *,
+    now: datetime,
+) -> None:
+    attempt.status = attempt_transition(attempt.status, AttemptEvent.AUTHENTICATION_REQUIRED)
+    attempt.http_status = outcome.http_status
+    renewal.status = renewal_transition(renewal.status, RenewalEvent.AUTHENTICATION_REQUIRED)
+    renewal.action_required_at = now
+    renewal.next_attempt_at = None
+    _move_subscription(session, sub, SubscriptionEvent.AUTHENTICATION_REQUIRED, now=now)
+
+
+def _on_declined(
+    session: Session,
+    renewal: Renewal,
+    sub: Subscription,
+    attempt: ChargeAttempt,
+    outcome: Declined,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> dict[str, object]:
+    attempt.status = attempt_transition(attempt.status, AttemptEvent.DECLINED)
+    attempt.http_status = outcome.http_status
+    attempt.decline_code = outcome.reason_code
+    attempt.error = outcome.message
+    renewal.declines += 1
+    renewal.first_declined_at = renewal.first_declined_at or now
+    renewal.last_decline_code = outcome.reason_code
+    renewal.last_error = outcome.message
+    decision = decide_after_decline(
+        dunning_policy(settings),
+        first_failure_at=renewal.first_declined_at,
+        failures_so_far=renewal.declines,
+        decline_code=outcome.reason_code,
+    )
+    if isinstance(decision, FinalActionDue):
+        renewal.status = renewal_transition(renewal.status, RenewalEvent.DECLINED_FINAL)
+        renewal.next_attempt_at = None
+        _move_subscription(
+            session, sub, decision.action.subscription_event, now=now, reason=decision.reason
+        )
+        return {"decline_code": outcome.reason_code, "final_action": decision.action.value}
+    renewal.status = renewal_transition(renewal.status, RenewalEvent.DECLINED)
+    renewal.next_attempt_at = decision.at
+    _move_subscription(session, sub, SubscriptionEvent.DECLINED, now=now)
+    return {"decline_code": outcome.reason_code, "next_attempt_at": decision.at.isoformat()}
+
+
+def _on_not_sent(
+    renewal: Renewal, attempt: ChargeAttempt, outcome: NotSent, *, now: datetime
+) -> None:
+    attempt.status = attempt_transition(attempt.status, AttemptEvent.NOT_SENT)
+    attempt.http_status = outcome.http_status
+    attempt.error = outcome.reason
+    renewal.status = renewal_transition(renewal.status, RenewalEvent.NOT_SENT)
+    renewal.next_attempt_at = NotSentBackoff().retry_at(
+        now, attempt.sends, retry_after=outcome.retry_after
+    )
+    renewal.last_error = outcome.reason
+
+
+def _on_unknown(
+    renewal: Renewal, attempt: ChargeAttempt, outcome: Unknown, *, now: datetime
+) -> None:
+    attempt.status = attempt_transition(attempt.status, AttemptEvent.OUTCOME_UNKNOWN)
+    attempt.http_status = outcome.http_status
+    attempt.error = outcome.reason
+    renewal.status = renewal_transition(renewal.status, RenewalEvent.OUTCOME_UNKNOWN)
+    # Re-examined on a backoff: by a same-key retry when keys are trusted, otherwise by
+    # reconciliation; never turned into paid or failed by guessing.
+    renewal.next_attempt_at = NotSentBackoff().retry_at(now, attempt.sends)
+    renewal.last_error = outcome.reason
+    log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason=outcome.reason)
+
+
+def dunning_policy(settings: Settings) -> DunningPolicy:
+    return DunningPolicy(
+        retry_days=settings.dunning_days, final_action=FinalAction(settings.final_action)
+    )
+
+
 def record_outcome(
     session: Session,
     order: ChargeOrder,
@@ -283,101 +411,35 @@ def record_outcome(
         raise LookupError(f"renewal {order.renewal_id} vanished")
     renewal, sub = locked
     attempt = session.get_one(ChargeAttempt, order.attempt_id)
-    if attempt.status not in (AttemptStatus.IN_FLIGHT, AttemptStatus.UNKNOWN):
-        log.warning("outcome_for_settled_attempt", attempt_id=attempt.id, status=attempt.status)
-        return follow
-    # A slow call may return after the sweep gave the lease up and marked it unknown: the
-    # answer we now hold is better than "unknown", so it is recorded all the same.
+    # A slow call may return after the sweep gave its lease up and marked it unknown: a
+    # definite "paid" is better than "unknown" and is recorded all the same; anything else
+    # is left to reconciliation rather than guessed at.
     late = attempt.status == AttemptStatus.UNKNOWN
+    if attempt.status != AttemptStatus.IN_FLIGHT and not (late and isinstance(outcome, Paid)):
+        log.warning(
+            "outcome_not_recorded",
+            attempt_id=attempt.id,
+            status=attempt.status,
+            outcome=outcome.kind,
+        )
+        return follow
     previous = renewal.status
     attempt.finished_at = now
     renewal.lease_expires_at = None
     renewal.updated_at = now
     details: dict[str, object] = {"attempt": attempt.number, "outcome": outcome.kind}
-
     if isinstance(outcome, Paid):
-        attempt.status = (
-            AttemptStatus.SUCCEEDED
-            if not late
-            else attempt_transition(attempt.status, AttemptEvent.RESOLVED_PAID)
-        )
-        attempt.payment_intent_id = outcome.payment_intent_id
-        renewal.status = renewal_transition(
-            renewal.status,
-            RenewalEvent.RESOLVED_PAID if late else RenewalEvent.CHARGE_SUCCEEDED,
-        )
-        renewal.payment_intent_id = outcome.payment_intent_id
-        renewal.next_attempt_at = None
-        renewal.last_error = None
-        if sub.current_period_start is None or renewal.period_start > sub.current_period_start:
-            sub.current_period_start = renewal.period_start
-            sub.current_period_end = renewal.period_end
+        _on_paid(session, renewal, sub, attempt, outcome, now=now, late=late)
         details["payment_intent_id"] = outcome.payment_intent_id
-        _move_subscription(session, sub, SubscriptionEvent.CHARGE_SUCCEEDED, now=now)
-    elif late:
-        # Only a definite "paid" may settle an unknown attempt here; anything else is left
-        # for reconciliation rather than guessed at.
-        log.warning("late_outcome_left_unknown", attempt_id=attempt.id, outcome=outcome.kind)
-        return follow
     elif isinstance(outcome, AuthenticationRequired):
-        attempt.status = attempt_transition(attempt.status, AttemptEvent.AUTHENTICATION_REQUIRED)
-        attempt.http_status = outcome.http_status
-        renewal.status = renewal_transition(renewal.status, RenewalEvent.AUTHENTICATION_REQUIRED)
-        renewal.action_required_at = now
-        renewal.next_attempt_at = None
-        _move_subscription(session, sub, SubscriptionEvent.AUTHENTICATION_REQUIRED, now=now)
+        _on_authentication_required(session, renewal, sub, attempt, outcome, now=now)
         follow.checkout_renewal_ids.append(renewal.id)
     elif isinstance(outcome, Declined):
-        attempt.status = attempt_transition(attempt.status, AttemptEvent.DECLINED)
-        attempt.http_status = outcome.http_status
-        attempt.decline_code = outcome.reason_code
-        attempt.error = outcome.message
-        renewal.declines += 1
-        renewal.first_declined_at = renewal.first_declined_at or now
-        renewal.last_decline_code = outcome.reason_code
-        renewal.last_error = outcome.message
-        policy = DunningPolicy(
-            retry_days=settings.dunning_days, final_action=FinalAction(settings.final_action)
-        )
-        decision = decide_after_decline(
-            policy,
-            first_failure_at=renewal.first_declined_at,
-            failures_so_far=renewal.declines,
-            decline_code=outcome.reason_code,
-        )
-        details["decline_code"] = outcome.reason_code
-        if isinstance(decision, FinalActionDue):
-            renewal.status = renewal_transition(renewal.status, RenewalEvent.DECLINED_FINAL)
-            renewal.next_attempt_at = None
-            _move_subscription(
-                session, sub, decision.action.subscription_event, now=now, reason=decision.reason
-            )
-        else:
-            renewal.status = renewal_transition(renewal.status, RenewalEvent.DECLINED)
-            renewal.next_attempt_at = decision.at
-            details["next_attempt_at"] = decision.at.isoformat()
-            _move_subscription(session, sub, SubscriptionEvent.DECLINED, now=now)
+        details |= _on_declined(session, renewal, sub, attempt, outcome, now=now, settings=settings)
     elif isinstance(outcome, NotSent):
-        attempt.status = attempt_transition(attempt.status, AttemptEvent.NOT_SENT)
-        attempt.http_status = outcome.http_status
-        attempt.error = outcome.reason
-        renewal.status = renewal_transition(renewal.status, RenewalEvent.NOT_SENT)
-        renewal.next_attempt_at = NotSentBackoff().retry_at(
-            now, attempt.sends, retry_after=outcome.retry_after
-        )
-        renewal.last_error = outcome.reason
-        details["next_attempt_at"] = renewal.next_attempt_at.isoformat()
-    elif isinstance(outcome, Unknown):
-        attempt.status = attempt_transition(attempt.status, AttemptEvent.OUTCOME_UNKNOWN)
-        attempt.http_status = outcome.http_status
-        attempt.error = outcome.reason
-        renewal.status = renewal_transition(renewal.status, RenewalEvent.OUTCOME_UNKNOWN)
-        # Re-examined on a backoff: by a same-key retry when keys are trusted, otherwise by
-        # reconciliation; never turned into paid or failed by guessing.
-        renewal.next_attempt_at = now + NotSentBackoff().delay(attempt.sends)
-        renewal.last_error = outcome.reason
-        log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason=outcome.reason)
-
+        _on_not_sent(renewal, attempt, outcome, now=now)
+    else:
+        _on_unknown(renewal, attempt, outcome, now=now)
     audit(
         session,
         now=now,

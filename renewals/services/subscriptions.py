@@ -122,24 +122,19 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def subscription_views(session: Session, subscriptions: list[Subscription]) -> list[dict[str, Any]]:
-    """The JSON shape of ``subscriptions show/list --json``, in three queries for any number."""
+    """The JSON shape of ``subscriptions show/list --json``, in three queries for any number of them."""
     if not subscriptions:
         return []
     ids = [s.id for s in subscriptions]
-    people = dict(
-        session.execute(
-            select(Subscription.id, Customer.faststar_id)
+    faststar_ids = {
+        sub_id: (customer_id, payment_method_id)
+        for sub_id, customer_id, payment_method_id in session.execute(
+            select(Subscription.id, Customer.faststar_id, PaymentMethod.faststar_id)
             .join(Customer, Customer.id == Subscription.customer_id)
-            .where(Subscription.id.in_(ids))
-        ).tuples()
-    )
-    cards = dict(
-        session.execute(
-            select(Subscription.id, PaymentMethod.faststar_id)
             .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
             .where(Subscription.id.in_(ids))
         ).tuples()
-    )
+    }
     renewals = session.scalars(
         select(Renewal).where(Renewal.subscription_id.in_(ids)).order_by(Renewal.period_start)
     ).all()
@@ -184,8 +179,8 @@ def subscription_views(session: Session, subscriptions: list[Subscription]) -> l
         {
             "id": s.id,
             "status": s.status.value,
-            "customer_id": people[s.id],
-            "payment_method_id": cards[s.id],
+            "customer_id": faststar_ids[s.id][0],
+            "payment_method_id": faststar_ids[s.id][1],
             "amount": s.amount,
             "currency": s.currency,
             "interval": s.interval.value,

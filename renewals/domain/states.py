@@ -1,0 +1,381 @@
+"""The three state machines: subscription, renewal (one billing period), charge attempt.
+
+Each machine is an explicit table ``status -> {event -> next status}``; anything not in a
+table raises :class:`IllegalTransition`, so a bug or a race shows up as a loud error instead
+of a silently wrong status. Statuses with no exits are terminal.
+
+Subscription (design.md "Subscription life")::
+
+    active ──charge_succeeded──▶ active            (period advanced)
+    active|past_due ──authentication_required──▶ action_required  (402: checkout link, reminders)
+    active|past_due ──declined──▶ past_due          (dunning schedule of new attempts)
+    past_due ──charge_succeeded──▶ active           (a dunning retry paid)
+    action_required|past_due|unpaid ──paid_on_session──▶ active
+    active|action_required|past_due ──final_action_canceled|final_action_unpaid──▶ canceled|unpaid
+    active|action_required|past_due ──paused_by_operator──▶ paused ──resumed_by_operator──▶ active
+    any but canceled ──canceled_by_operator──▶ canceled (terminal)
+
+``active`` accepts the final-action events too because a hard decline (or a dunning policy
+without retries) ends a subscription on its first failed renewal. A charge outcome that
+lands on a ``paused`` or ``canceled`` subscription (the operator acted while the call was in
+flight) has no entry: callers check :func:`can_subscription_transition`, still record the
+renewal's outcome (I2), and leave the operator's decision in place.
+
+Renewal of one period::
+
+    pending ──claimed──▶ charging
+    charging ──▶ succeeded | requires_action | retry_scheduled | failed | unknown
+    charging ──released──▶ pending            (claim given up before anything was sent)
+    charging ──not_sent──▶ retry_scheduled    (re-send the *same* attempt soon)
+    retry_scheduled ──claimed──▶ charging
+    unknown ──resolved_paid──▶ succeeded;  unknown ──resolved_not_charged──▶ retry_scheduled
+    unknown ──resent_same_key──▶ charging     (trusted idempotency keys only)
+    requires_action|retry_scheduled ──paid_on_session──▶ succeeded
+    requires_action ──action_expired──▶ failed
+    pending|retry_scheduled|requires_action ──abandoned──▶ failed  (subscription ended)
+
+``unknown`` is left only by reconciliation or an operator (``resolved_*``): never by guessing
+(I3). ``succeeded`` and ``failed`` are terminal.
+
+Attempt (one FastStar charge call, its row committed before the call)::
+
+    in_flight ──▶ succeeded | requires_action | declined | not_sent | unknown
+    not_sent ──resent──▶ in_flight            (same idempotency key)
+    unknown ──resolved_paid──▶ succeeded;  unknown ──resolved_not_charged──▶ not_sent
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Generic, TypeVar
+
+__all__ = [
+    "ATTEMPT_TRANSITIONS",
+    "CHARGEABLE_SUBSCRIPTION_STATUSES",
+    "OPEN_ATTEMPT_STATUSES",
+    "OPEN_RENEWAL_STATUSES",
+    "RENEWAL_TRANSITIONS",
+    "SUBSCRIPTION_TRANSITIONS",
+    "TERMINAL_ATTEMPT_STATUSES",
+    "TERMINAL_RENEWAL_STATUSES",
+    "TERMINAL_SUBSCRIPTION_STATUSES",
+    "AttemptEvent",
+    "AttemptStatus",
+    "IllegalTransition",
+    "RenewalEvent",
+    "RenewalStatus",
+    "SubscriptionEvent",
+    "SubscriptionStatus",
+    "TransitionTable",
+    "attempt_transition",
+    "can_renewal_transition",
+    "can_subscription_transition",
+    "renewal_transition",
+    "subscription_transition",
+]
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    ACTION_REQUIRED = "action_required"
+    PAST_DUE = "past_due"
+    PAUSED = "paused"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+
+
+class SubscriptionEvent(StrEnum):
+    CHARGE_SUCCEEDED = "charge_succeeded"
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    DECLINED = "declined"
+    # The dunning or authentication timeline ran out (or a hard decline cut it short); which
+    # event is sent comes from the configured FinalAction (dunning.FinalAction.event).
+    FINAL_ACTION_CANCELED = "final_action_canceled"
+    FINAL_ACTION_UNPAID = "final_action_unpaid"
+    PAID_ON_SESSION = "paid_on_session"
+    PAUSED_BY_OPERATOR = "paused_by_operator"
+    RESUMED_BY_OPERATOR = "resumed_by_operator"
+    CANCELED_BY_OPERATOR = "canceled_by_operator"
+
+
+class RenewalStatus(StrEnum):
+    PENDING = "pending"
+    CHARGING = "charging"
+    SUCCEEDED = "succeeded"
+    REQUIRES_ACTION = "requires_action"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class RenewalEvent(StrEnum):
+    CLAIMED = "claimed"
+    RELEASED = "released"
+    CHARGE_SUCCEEDED = "charge_succeeded"
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    # A decline with a retry still scheduled by the dunning policy.
+    DECLINED = "declined"
+    # A hard decline, or the last retry declined: the final action follows.
+    DECLINED_FINAL = "declined_final"
+    NOT_SENT = "not_sent"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    RESOLVED_PAID = "resolved_paid"
+    RESOLVED_NOT_CHARGED = "resolved_not_charged"
+    # Only with trusted idempotency keys: the unknown attempt is re-sent with its own key, and
+    # FastStar's answer (a replay of the first outcome, or the first execution) settles it.
+    RESENT_SAME_KEY = "resent_same_key"
+    PAID_ON_SESSION = "paid_on_session"
+    ACTION_EXPIRED = "action_expired"
+    ABANDONED = "abandoned"
+
+
+class AttemptStatus(StrEnum):
+    # Row committed before the HTTP call; stays in_flight until the result is recorded.
+    IN_FLIGHT = "in_flight"
+    SUCCEEDED = "succeeded"
+    REQUIRES_ACTION = "requires_action"
+    DECLINED = "declined"
+    NOT_SENT = "not_sent"
+    UNKNOWN = "unknown"
+
+
+class AttemptEvent(StrEnum):
+    CHARGE_SUCCEEDED = "charge_succeeded"
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    DECLINED = "declined"
+    NOT_SENT = "not_sent"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    RESENT = "resent"
+    RESOLVED_PAID = "resolved_paid"
+    RESOLVED_NOT_CHARGED = "resolved_not_charged"
+
+
+S = TypeVar("S", bound=StrEnum)
+E = TypeVar("E", bound=StrEnum)
+
+
+class IllegalTransition(Exception):
+    """``event`` is not allowed in status ``current`` (see the tables in this module)."""
+
+    def __init__(
+        self, current: StrEnum, event: StrEnum, *, allowed: frozenset[StrEnum] = frozenset()
+    ) -> None:
+        self.current = current
+        self.event = event
+        self.allowed = allowed
+        machine = type(current).__name__
+        options = ", ".join(sorted(allowed)) if allowed else "none (terminal)"
+        super().__init__(
+            f"illegal {machine} transition: {current!s} does not accept {event!s}; "
+            f"allowed events: {options}"
+        )
+
+
+class TransitionTable(Generic[S, E]):
+    """An immutable ``status -> {event -> next status}`` table for one machine."""
+
+    def __init__(
+        self,
+        status_type: type[S],
+        event_type: type[E],
+        table: Mapping[S, Mapping[E, S]],
+    ) -> None:
+        self.status_type = status_type
+        self.event_type = event_type
+        # Every status gets a row, empty for terminal ones, so lookups never KeyError.
+        self._table: Mapping[S, Mapping[E, S]] = MappingProxyType(
+            {status: MappingProxyType(dict(table.get(status, {}))) for status in status_type}
+        )
+
+    def __getitem__(self, status: S) -> Mapping[E, S]:
+        return self._table[self.status_type(status)]
+
+    def items(self) -> list[tuple[S, E, S]]:
+        """Every allowed transition as ``(current, event, next)``."""
+        return [(s, e, t) for s, row in self._table.items() for e, t in row.items()]
+
+    @property
+    def terminal(self) -> frozenset[S]:
+        return frozenset(s for s, row in self._table.items() if not row)
+
+    def events_from(self, current: S) -> frozenset[E]:
+        return frozenset(self[current])
+
+    def allows(self, current: S, event: E) -> bool:
+        return self.event_type(event) in self[current]
+
+    def apply(self, current: S, event: E) -> S:
+        """The next status; raw strings (from a database) are accepted and validated."""
+        current = self.status_type(current)
+        event = self.event_type(event)
+        row = self._table[current]
+        try:
+            return row[event]
+        except KeyError:
+            raise IllegalTransition(current, event, allowed=frozenset(row)) from None
+
+
+_Sub = SubscriptionStatus
+_SubE = SubscriptionEvent
+_FINAL = {_SubE.FINAL_ACTION_CANCELED: _Sub.CANCELED, _SubE.FINAL_ACTION_UNPAID: _Sub.UNPAID}
+_OPERATOR = {_SubE.PAUSED_BY_OPERATOR: _Sub.PAUSED, _SubE.CANCELED_BY_OPERATOR: _Sub.CANCELED}
+
+SUBSCRIPTION_TRANSITIONS: TransitionTable[SubscriptionStatus, SubscriptionEvent] = TransitionTable(
+    SubscriptionStatus,
+    SubscriptionEvent,
+    {
+        _Sub.ACTIVE: {
+            _SubE.CHARGE_SUCCEEDED: _Sub.ACTIVE,
+            _SubE.AUTHENTICATION_REQUIRED: _Sub.ACTION_REQUIRED,
+            _SubE.DECLINED: _Sub.PAST_DUE,
+            **_FINAL,
+            **_OPERATOR,
+        },
+        _Sub.ACTION_REQUIRED: {
+            _SubE.PAID_ON_SESSION: _Sub.ACTIVE,
+            **_FINAL,
+            **_OPERATOR,
+        },
+        _Sub.PAST_DUE: {
+            _SubE.CHARGE_SUCCEEDED: _Sub.ACTIVE,
+            _SubE.AUTHENTICATION_REQUIRED: _Sub.ACTION_REQUIRED,
+            # Further declines keep it past_due; the renewal carries the dunning position.
+            _SubE.DECLINED: _Sub.PAST_DUE,
+            _SubE.PAID_ON_SESSION: _Sub.ACTIVE,
+            **_FINAL,
+            **_OPERATOR,
+        },
+        # Resuming goes to active: open renewals keep their own status and next_attempt_at,
+        # so a renewal that was mid-dunning resumes its schedule and moves the subscription
+        # back to past_due on its next decline.
+        _Sub.PAUSED: {
+            _SubE.RESUMED_BY_OPERATOR: _Sub.ACTIVE,
+            _SubE.CANCELED_BY_OPERATOR: _Sub.CANCELED,
+        },
+        # unpaid keeps the subscription (and its history) so the customer can still settle
+        # on-session; nothing is charged off-session any more.
+        _Sub.UNPAID: {
+            _SubE.PAID_ON_SESSION: _Sub.ACTIVE,
+            _SubE.CANCELED_BY_OPERATOR: _Sub.CANCELED,
+        },
+        _Sub.CANCELED: {},
+    },
+)
+
+_Ren = RenewalStatus
+_RenE = RenewalEvent
+
+RENEWAL_TRANSITIONS: TransitionTable[RenewalStatus, RenewalEvent] = TransitionTable(
+    RenewalStatus,
+    RenewalEvent,
+    {
+        _Ren.PENDING: {
+            _RenE.CLAIMED: _Ren.CHARGING,
+            _RenE.ABANDONED: _Ren.FAILED,
+        },
+        _Ren.CHARGING: {
+            _RenE.CHARGE_SUCCEEDED: _Ren.SUCCEEDED,
+            _RenE.AUTHENTICATION_REQUIRED: _Ren.REQUIRES_ACTION,
+            _RenE.DECLINED: _Ren.RETRY_SCHEDULED,
+            _RenE.DECLINED_FINAL: _Ren.FAILED,
+            # Not sent: the same attempt is re-sent after a short backoff (dunning.NotSentBackoff).
+            _RenE.NOT_SENT: _Ren.RETRY_SCHEDULED,
+            _RenE.OUTCOME_UNKNOWN: _Ren.UNKNOWN,
+            # Only when no attempt was sent (no row, or the row is provably unsent); an
+            # in-flight attempt whose worker vanished is outcome_unknown instead.
+            _RenE.RELEASED: _Ren.PENDING,
+        },
+        _Ren.RETRY_SCHEDULED: {
+            _RenE.CLAIMED: _Ren.CHARGING,
+            # The customer settled on-session (checkout link) during dunning.
+            _RenE.PAID_ON_SESSION: _Ren.SUCCEEDED,
+            _RenE.ABANDONED: _Ren.FAILED,
+        },
+        _Ren.REQUIRES_ACTION: {
+            _RenE.PAID_ON_SESSION: _Ren.SUCCEEDED,
+            _RenE.ACTION_EXPIRED: _Ren.FAILED,
+            _RenE.ABANDONED: _Ren.FAILED,
+        },
+        # I3: only reconciliation or an operator leaves unknown; never a timer or a guess.
+        _Ren.UNKNOWN: {
+            _RenE.RESOLVED_PAID: _Ren.SUCCEEDED,
+            _RenE.RESOLVED_NOT_CHARGED: _Ren.RETRY_SCHEDULED,
+            _RenE.RESENT_SAME_KEY: _Ren.CHARGING,
+        },
+        _Ren.SUCCEEDED: {},
+        _Ren.FAILED: {},
+    },
+)
+
+_Att = AttemptStatus
+_AttE = AttemptEvent
+
+ATTEMPT_TRANSITIONS: TransitionTable[AttemptStatus, AttemptEvent] = TransitionTable(
+    AttemptStatus,
+    AttemptEvent,
+    {
+        _Att.IN_FLIGHT: {
+            _AttE.CHARGE_SUCCEEDED: _Att.SUCCEEDED,
+            _AttE.AUTHENTICATION_REQUIRED: _Att.REQUIRES_ACTION,
+            _AttE.DECLINED: _Att.DECLINED,
+            _AttE.NOT_SENT: _Att.NOT_SENT,
+            _AttE.OUTCOME_UNKNOWN: _Att.UNKNOWN,
+        },
+        _Att.NOT_SENT: {_AttE.RESENT: _Att.IN_FLIGHT},
+        # Proven not charged means exactly "not sent": the same attempt may be sent again.
+        _Att.UNKNOWN: {
+            _AttE.RESOLVED_PAID: _Att.SUCCEEDED,
+            _AttE.RESOLVED_NOT_CHARGED: _Att.NOT_SENT,
+            # Trusted idempotency keys only: the same key is sent again (see RESENT_SAME_KEY).
+            _AttE.RESENT: _Att.IN_FLIGHT,
+        },
+        _Att.SUCCEEDED: {},
+        _Att.REQUIRES_ACTION: {},
+        _Att.DECLINED: {},
+    },
+)
+
+# Off-session charges are allowed only here: active renews, past_due runs dunning retries.
+# action_required waits for the customer on-session; paused/canceled/unpaid charge nothing.
+CHARGEABLE_SUBSCRIPTION_STATUSES: frozenset[SubscriptionStatus] = frozenset(
+    {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+)
+TERMINAL_SUBSCRIPTION_STATUSES: frozenset[SubscriptionStatus] = SUBSCRIPTION_TRANSITIONS.terminal
+TERMINAL_RENEWAL_STATUSES: frozenset[RenewalStatus] = RENEWAL_TRANSITIONS.terminal
+# Unfinished work the sweep must keep rediscovering (I3: nothing stays stuck).
+OPEN_RENEWAL_STATUSES: frozenset[RenewalStatus] = (
+    frozenset(RenewalStatus) - TERMINAL_RENEWAL_STATUSES
+)
+TERMINAL_ATTEMPT_STATUSES: frozenset[AttemptStatus] = ATTEMPT_TRANSITIONS.terminal
+# Attempts that may still become a charge: at most one per renewal (partial unique index),
+# and no new attempt is created while one exists (re-send it or reconcile it instead).
+OPEN_ATTEMPT_STATUSES: frozenset[AttemptStatus] = (
+    frozenset(AttemptStatus) - TERMINAL_ATTEMPT_STATUSES
+)
+
+
+def subscription_transition(
+    current: SubscriptionStatus, event: SubscriptionEvent
+) -> SubscriptionStatus:
+    """The subscription's next status; raises :class:`IllegalTransition` if not allowed."""
+    return SUBSCRIPTION_TRANSITIONS.apply(current, event)
+
+
+def renewal_transition(current: RenewalStatus, event: RenewalEvent) -> RenewalStatus:
+    """The renewal's next status; raises :class:`IllegalTransition` if not allowed."""
+    return RENEWAL_TRANSITIONS.apply(current, event)
+
+
+def attempt_transition(current: AttemptStatus, event: AttemptEvent) -> AttemptStatus:
+    """The attempt's next status; raises :class:`IllegalTransition` if not allowed."""
+    return ATTEMPT_TRANSITIONS.apply(current, event)
+
+
+def can_subscription_transition(current: SubscriptionStatus, event: SubscriptionEvent) -> bool:
+    return SUBSCRIPTION_TRANSITIONS.allows(current, event)
+
+
+def can_renewal_transition(current: RenewalStatus, event: RenewalEvent) -> bool:
+    return RENEWAL_TRANSITIONS.allows(current, event)
