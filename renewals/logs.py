@@ -19,7 +19,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from renewals.config import Settings
 
-_CARD_RUN = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
+# 13 to 19 digits, optionally grouped by spaces or dashes; not the fraction of a decimal
+# number (durations in Celery's log lines are long digit runs after a dot).
+_CARD_RUN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
 # FastStar-style keys and secrets; configured secrets are matched verbatim as well, since
 # FastStar does not document a key format.

@@ -61,3 +61,8 @@ def test_structlog_and_stdlib_lines_are_redacted_in_json(monkeypatch: pytest.Mon
     for secret in ("jane@example.com", "prodkey-without-prefix", "4242424242424242"):
         assert secret not in out
     assert "ValueError" in out
+
+
+def test_decimal_fractions_are_not_cards() -> None:
+    text = "succeeded in 0.0034633080003914074s"
+    assert Redactor().text(text) == text

@@ -34,14 +34,17 @@ Renewal of one period::
     requires_action ──action_expired──▶ failed
     pending|retry_scheduled|requires_action ──abandoned──▶ failed  (subscription ended)
 
-``unknown`` is left only by reconciliation or an operator (``resolved_*``): never by guessing
-(I3). ``succeeded`` and ``failed`` are terminal.
+``unknown`` is left only by reconciliation or an operator (``resolved_*``), or, when the
+operator has declared FastStar's idempotency keys trustworthy, by re-sending the unknown
+attempt with its own key (``resent_same_key``: the provider's replay is the reconciliation).
+Never by a timer or a guess (I3). ``succeeded`` and ``failed`` are terminal.
 
 Attempt (one FastStar charge call, its row committed before the call)::
 
     in_flight ──▶ succeeded | requires_action | declined | not_sent | unknown
     not_sent ──resent──▶ in_flight            (same idempotency key)
     unknown ──resolved_paid──▶ succeeded;  unknown ──resolved_not_charged──▶ not_sent
+    unknown ──resent──▶ in_flight             (trusted idempotency keys only)
 """
 
 from __future__ import annotations
@@ -298,7 +301,8 @@ RENEWAL_TRANSITIONS: TransitionTable[RenewalStatus, RenewalEvent] = TransitionTa
             _RenE.ACTION_EXPIRED: _Ren.FAILED,
             _RenE.ABANDONED: _Ren.FAILED,
         },
-        # I3: only reconciliation or an operator leaves unknown; never a timer or a guess.
+        # I3: only reconciliation (incl. a trusted same-key replay) or an operator leaves
+        # unknown; never a timer or a guess.
         _Ren.UNKNOWN: {
             _RenE.RESOLVED_PAID: _Ren.SUCCEEDED,
             _RenE.RESOLVED_NOT_CHARGED: _Ren.RETRY_SCHEDULED,

@@ -23,6 +23,15 @@ TASK_SOFT_TIME_LIMIT_S = 60
 TASK_TIME_LIMIT_S = 90
 
 
+def _transport_options(broker_url: str) -> dict[str, Any]:
+    if broker_url.startswith(("redis", "rediss")):
+        return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    # kombu's SQLAlchemy transport hands every option to create_engine(), and has no
+    # visibility timeout: a message taken by a worker that dies is gone, which the sweep's
+    # leases make up for.
+    return {}
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery(
         "renewals",
@@ -43,11 +52,7 @@ def make_celery(settings: Settings) -> Celery:
         # rediscovered by the sweep) long before the broker hands its message to someone else.
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
         task_time_limit=TASK_TIME_LIMIT_S,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            # kombu's SQLAlchemy transport polls; keep latency low for the embedded broker.
-            "polling_interval": 0.2,
-        },
+        broker_transport_options=_transport_options(settings.broker_url),
         # JSON only: task arguments are ids, and pickle would execute whatever the broker holds.
         task_serializer="json",
         accept_content=["json"],
