@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/renewals sandbox
+	$(BIN)/renewals run
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -46,4 +46,3 @@ def scheduler(ctx: click.Context) -> None:
     schedule = Path("var") / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule), *ctx.args])
-

@@ -41,7 +41,7 @@ def _client(settings: Settings) -> FastStarClient:
     return FastStarClient(settings.faststar_base_url, settings.faststar_api_key.get_secret_value())
 
 
-def _save_card(settings: Settings, email: str, name: str | None, number: str) -> SavedCard:
+def save_sandbox_card(settings: Settings, email: str, name: str | None, number: str) -> SavedCard:
     """Sandbox only: run the seed guide's sequence to save ``number`` for a new customer."""
     from renewals.sandbox.client import save_card
 
@@ -129,7 +129,7 @@ def add(
         raise click.UsageError("--customer and --payment-method go together")
     try:
         if card_number is not None:
-            card = _save_card(settings, email, name, card_number)
+            card = save_sandbox_card(settings, email, name, card_number)
         else:
             assert customer_id is not None and payment_method_id is not None
             card = _lookup_card(settings, customer_id, payment_method_id)
