@@ -9,13 +9,13 @@ from renewals.runtime import get_runtime
 from renewals.scheduler.beat import SWEEP_TASK
 from renewals.scheduler.sweep import SweepResult, sweep
 from renewals.worker.celery_app import app
+from renewals.worker.tasks import charge, create_checkout, deliver_email
 
 log = structlog.get_logger(__name__)
 
+
 def run_sweep() -> SweepResult:
     """One sweep, then (after its commit) one message per piece of claimed work."""
-    from renewals.worker.tasks import charge, create_checkout, deliver_email
-
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
         result = sweep(session, now=runtime.clock(), settings=runtime.settings)

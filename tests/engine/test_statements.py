@@ -1,0 +1,49 @@
+"""A renewal should cost a handful of SQL statements: counted, not timed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from renewals.config import Settings
+from renewals.faststar import FastStarClient
+from renewals.models.db import unit_of_work
+from renewals.scheduler.sweep import sweep
+from renewals.services.charging import charge_renewal
+from tests.support.factories import Clock
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]).split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_paid_renewal_costs_a_handful_of_statements(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    make_subscription: Callable[..., int],
+) -> None:
+    make_subscription("success", renews_at=clock.now)
+    with unit_of_work(engine) as session:
+        [renewal_id] = sweep(session, now=clock(), settings=settings).charge
+    with counting(engine) as statements:
+        charge_renewal(engine, faststar, renewal_id, clock=clock, settings=settings)
+    # Two transactions: lock + read + insert attempt + update renewal + audit, then lock +
+    # read attempt + update attempt/renewal/subscription + audit. SQLite's BEGIN IMMEDIATE
+    # is left out of the count.
+    work = [s for s in statements if s != "BEGIN"]
+    assert len(work) <= 12, statements

@@ -1,0 +1,199 @@
+"""Signed webhook delivery to a real local receiver: retries, duplicates, reordering."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from renewals.faststar.signatures import compute_signature
+from renewals.sandbox.testing import RunningSandbox
+from renewals.sandbox.testing import envelope_data as data
+
+SECRET = "whsec_test_receiver"
+
+
+class Receiver:
+    """A webhook endpoint on a loopback port recording every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []  # answered in order; 200 once exhausted
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver._lock:
+                    receiver.requests.append((dict(self.headers.items()), body))
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.requests) >= count:
+                    return list(self.requests)
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} webhook requests, got {len(self.requests)}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(sandbox: RunningSandbox) -> Iterator[Receiver]:
+    endpoint = Receiver()
+    sandbox.configure(webhook_url=endpoint.url, webhook_secret=SECRET, webhook_retry_base_s=0.05)
+    yield endpoint
+    sandbox.reset()  # stop any retries before the receiver goes away
+    endpoint.close()
+
+
+def charge(sandbox: RunningSandbox, api: httpx.Client, number: str = "4242424242424242") -> None:
+    customer_id, card_id = sandbox.save_card(number)
+    api.post(
+        f"/public/customers/{customer_id}/charge",
+        json={"payment_method_id": card_id, "amount": 1999, "currency": "USD", "off_session": True},
+    )
+
+
+def test_event_is_delivered_signed(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    charge(sandbox, api)
+    [(headers, body)] = receiver.wait_for(1)
+    event = json.loads(body)
+    [executed] = sandbox.charges()
+    assert event["id"].startswith("evt_")
+    assert event["type"] == "payment.succeeded"
+    assert (event["livemode"], event["api_version"]) == (False, "v1")
+    assert isinstance(event["created"], int)
+    assert event["data"]["payment_id"] == executed["payment_intent_id"]
+    assert (event["data"]["amount"], event["data"]["currency"]) == (1999, "USD")
+    assert event["data"]["status"] == "succeeded"
+    assert event["data"]["customer_id"] == executed["customer_id"]
+
+    assert headers["X-Webhook-ID"] == event["id"]
+    timestamp = int(headers["X-Webhook-Timestamp"])
+    assert abs(timestamp - time.time()) < 60
+    assert headers["X-Webhook-Signature"] == (
+        f"t={timestamp},v1={compute_signature(SECRET, timestamp, body)}"
+    )
+    assert compute_signature("wrong secret", timestamp, body) not in headers["X-Webhook-Signature"]
+
+    [logged] = sandbox.events()
+    assert logged["id"] == event["id"]
+    assert logged["delivery"]["state"] == "delivered"
+    assert {k: v for k, v in logged.items() if k != "delivery"} == event
+
+
+def test_declines_emit_payment_failed(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    charge(sandbox, api, "4000000000009995")
+    [(_, body)] = receiver.wait_for(1)
+    event = json.loads(body)
+    assert event["type"] == "payment.failed"
+    assert event["data"]["payment_id"].startswith("pi_")
+    assert event["data"]["status"] == "failed"
+    assert sandbox.charges() == []
+
+
+def test_failed_deliveries_are_retried_until_2xx(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    receiver.statuses = [500, 503]
+    charge(sandbox, api)
+    deliveries = receiver.wait_for(3)
+    assert len({headers["X-Webhook-ID"] for headers, _ in deliveries}) == 1
+    assert len({body for _, body in deliveries}) == 1
+    deadline = time.monotonic() + 2
+    while sandbox.events()[0]["delivery"]["state"] != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    delivery = sandbox.events()[0]["delivery"]
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == (
+        "delivered",
+        3,
+        200,
+    )
+
+
+def test_delivery_gives_up_after_max_attempts(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    sandbox.configure(webhook_max_attempts=2)
+    receiver.statuses = [500] * 10
+    charge(sandbox, api)
+    receiver.wait_for(2)
+    time.sleep(0.3)  # well past another retry's delay
+    assert len(receiver.requests) == 2
+    assert sandbox.events()[0]["delivery"]["state"] == "failed"
+
+
+def test_unreachable_endpoint_is_retried(sandbox: RunningSandbox, api: httpx.Client) -> None:
+    closed = Receiver()
+    closed.close()  # nothing listens on its port any more
+    sandbox.configure(webhook_url=closed.url, webhook_max_attempts=2, webhook_retry_base_s=0.01)
+    charge(sandbox, api)
+    deadline = time.monotonic() + 5
+    while sandbox.events()[0]["delivery"]["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    delivery = sandbox.events()[0]["delivery"]
+    assert (delivery["state"], delivery["attempts"]) == ("failed", 2)
+    assert delivery["last_error"]
+
+
+def test_duplicates_switch_sends_each_event_twice(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    sandbox.configure(webhook_duplicates=True)
+    charge(sandbox, api)
+    (first_headers, first_body), (second_headers, second_body) = receiver.wait_for(2)
+    assert first_headers["X-Webhook-ID"] == second_headers["X-Webhook-ID"]
+    assert first_body == second_body
+
+
+def test_reorder_switch_delivers_batches_newest_first(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    sandbox.configure(webhook_reorder=True, webhook_reorder_window_s=0.4)
+    customer_id, card_id = sandbox.save_card()
+    for amount in (100, 200, 300):
+        data(
+            api.post(
+                f"/public/customers/{customer_id}/charge",
+                json={"payment_method_id": card_id, "amount": amount, "currency": "USD"},
+            )
+        )
+    received = [json.loads(body)["data"]["amount"] for _, body in receiver.wait_for(3)]
+    assert received == [300, 200, 100]
+    assert [e["data"]["amount"] for e in sandbox.events()] == [100, 200, 300]
+
+
+def test_without_webhook_url_events_are_only_logged(
+    sandbox: RunningSandbox, api: httpx.Client
+) -> None:
+    charge(sandbox, api)
+    [event] = sandbox.events()
+    assert event["type"] == "payment.succeeded"
+    assert event["delivery"]["state"] == "not_sent"
