@@ -121,9 +121,7 @@ def run() -> None:
     try:
         if not _sandbox_answers(settings):
             port = str(urlsplit(settings.faststar_base_url).port or 8787)
-            children.append(
-                _spawn(["renewals.sandbox", "--port", port], env, logs / "sandbox.log")
-            )
+            children.append(_spawn(["renewals.sandbox", "--port", port], env, logs / "sandbox.log"))
             deadline = time.monotonic() + 15
             while not _sandbox_answers(settings):
                 if time.monotonic() > deadline:

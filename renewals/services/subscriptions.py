@@ -122,7 +122,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def subscription_views(session: Session, subscriptions: list[Subscription]) -> list[dict[str, Any]]:
-    """The JSON shape of ``subscriptions show/list --json``, in three queries for any number of them."""
+    """The JSON shape of ``subscriptions show/list --json``, in three queries for any number."""
     if not subscriptions:
         return []
     ids = [s.id for s in subscriptions]

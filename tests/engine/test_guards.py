@@ -29,8 +29,9 @@ def _claim(engine: Engine, settings: Settings, clock: Clock) -> list[int]:
 def _refusal(engine: Engine, sub_id: int) -> str | None:
     with unit_of_work(engine) as session:
         return session.scalar(
-            select(AuditEvent.reason)
-            .where(AuditEvent.subscription_id == sub_id, AuditEvent.action == "charge_refused")
+            select(AuditEvent.reason).where(
+                AuditEvent.subscription_id == sub_id, AuditEvent.action == "charge_refused"
+            )
         )
 
 

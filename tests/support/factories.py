@@ -47,15 +47,15 @@ class Clock:
 def save_sandbox_card(settings: Settings, number: str) -> SavedCard:
     email = f"buyer{next(_emails)}@example.com"
     api_key = settings.faststar_api_key.get_secret_value()
-    cus, pm = save_card(settings.faststar_base_url, api_key, email=email, name="Buyer", number=number)
+    cus, pm = save_card(
+        settings.faststar_base_url, api_key, email=email, name="Buyer", number=number
+    )
     with FastStarClient(settings.faststar_base_url, api_key) as client:
         card = next(c for c in client.list_payment_methods(cus) if c.id == pm)
     return SavedCard(cus, pm, card.brand, card.last4, card.exp_month, card.exp_year)
 
 
-def make_subscription_factory(
-    engine: Engine, settings: Settings
-) -> Callable[..., int]:
+def make_subscription_factory(engine: Engine, settings: Settings) -> Callable[..., int]:
     def make(
         card: str = "success",
         *,
