@@ -48,25 +48,33 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def _require(request: pytest.FixtureRequest, name: str, url: str) -> str:
+SKIP_PREFIX = "server-backed: "
+
+
+def _require(name: str, url: str) -> str:
     if _reachable(url):
         return url
     where = urlsplit(url)
     message = f"{name} not reachable at {where.hostname}:{where.port}"
     if REQUIRE_SERVICES:
         pytest.fail(f"{message} and RENEWALS_REQUIRE_SERVICES is set")
-    _skipped_for_services.append(f"{request.node.nodeid} ({name})")
-    pytest.skip(f"server-backed: {message}")
+    pytest.skip(SKIP_PREFIX + message)
 
 
 @pytest.fixture(scope="session")
-def postgres_url(request: pytest.FixtureRequest) -> str:
-    return _require(request, "PostgreSQL", POSTGRES_URL)
+def postgres_url() -> str:
+    return _require("PostgreSQL", POSTGRES_URL)
 
 
 @pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
-    return _require(request, "Redis", REDIS_URL)
+def redis_url() -> str:
+    return _require("Redis", REDIS_URL)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and SKIP_PREFIX in str(report.longrepr):
+        reason = str(report.longrepr).split(SKIP_PREFIX, 1)[1].split(" not reachable")[0]
+        _skipped_for_services.append(f"{report.nodeid} ({reason})")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
