@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from renewals.config import Settings
 from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
@@ -201,47 +202,64 @@ def claimable_statuses(settings: Settings) -> list[RenewalStatus]:
     return statuses
 
 
-def claim_due_renewals(session: Session, *, now: datetime, settings: Settings) -> list[int]:
-    """Lease due renewals for charging; the lease is what makes a lost message visible."""
-    ids = list(
-        session.scalars(
-            select(Renewal.id)
-            .where(Renewal.status.in_(claimable_statuses(settings)))
-            .where(Renewal.next_attempt_at <= now)
-            .where(or_(Renewal.lease_expires_at.is_(None), Renewal.lease_expires_at <= now))
-            .order_by(Renewal.next_attempt_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        )
+Leased = type[Renewal] | type[OutboxMessage]
+
+
+def lease_rows(
+    session: Session,
+    model: Leased,
+    *conditions: ColumnElement[bool],
+    now: datetime,
+    settings: Settings,
+    order_by: ColumnElement[Any] | InstrumentedAttribute[Any] | None = None,
+) -> list[int]:
+    """Lease up to BATCH rows of ``model`` that match ``conditions`` and hold no live lease.
+
+    The lease keeps a second sweep from enqueueing the same work again, and its expiry is how
+    work whose message was lost comes back.
+    """
+    query = (
+        select(model.id)
+        .where(*conditions)
+        .where(or_(model.lease_expires_at.is_(None), model.lease_expires_at <= now))
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
     )
+    if order_by is not None:
+        query = query.order_by(order_by)
+    ids = list(session.scalars(query))
     if ids:
         session.execute(
-            update(Renewal)
-            .where(Renewal.id.in_(ids))
+            update(model)
+            .where(model.id.in_(ids))
             .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
         )
     return ids
+
+
+def claim_due_renewals(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Lease due renewals for charging."""
+    return lease_rows(
+        session,
+        Renewal,
+        Renewal.status.in_(claimable_statuses(settings)),
+        Renewal.next_attempt_at <= now,
+        now=now,
+        settings=settings,
+        order_by=Renewal.next_attempt_at,
+    )
 
 
 def claim_missing_checkouts(session: Session, *, now: datetime, settings: Settings) -> list[int]:
     """Renewals that need authentication but whose Checkout Session was never created."""
-    ids = list(
-        session.scalars(
-            select(Renewal.id)
-            .where(Renewal.status == RenewalStatus.REQUIRES_ACTION)
-            .where(Renewal.checkout_session_id.is_(None))
-            .where(or_(Renewal.lease_expires_at.is_(None), Renewal.lease_expires_at <= now))
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        )
+    return lease_rows(
+        session,
+        Renewal,
+        Renewal.status == RenewalStatus.REQUIRES_ACTION,
+        Renewal.checkout_session_id.is_(None),
+        now=now,
+        settings=settings,
     )
-    if ids:
-        session.execute(
-            update(Renewal)
-            .where(Renewal.id.in_(ids))
-            .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
-        )
-    return ids
 
 
 def claim_due_messages(session: Session, *, now: datetime, settings: Settings) -> list[int]:
@@ -255,25 +273,11 @@ def claim_due_messages(session: Session, *, now: datetime, settings: Settings) -
         .where(OutboxMessage.lease_expires_at <= now)
         .values(status=PENDING, next_attempt_at=now, lease_expires_at=None)
     )
-    ids = list(
-        session.scalars(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.status == PENDING)
-            .where(OutboxMessage.next_attempt_at <= now)
-            .where(
-                or_(
-                    OutboxMessage.lease_expires_at.is_(None),
-                    OutboxMessage.lease_expires_at <= now,
-                )
-            )
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        )
+    return lease_rows(
+        session,
+        OutboxMessage,
+        OutboxMessage.status == PENDING,
+        OutboxMessage.next_attempt_at <= now,
+        now=now,
+        settings=settings,
     )
-    if ids:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
-            .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
-        )
-    return ids
