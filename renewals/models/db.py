@@ -59,7 +59,11 @@ def create_db_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # No pre-ping: it costs a round trip per transaction on the renewal hot path. A
+    # connection the server dropped fails its first statement instead; the task fails before
+    # anything was sent and the sweep hands the work out again. Recycling keeps connections
+    # younger than common idle timeouts.
+    return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=1800)
 
 
 def get_engine(url: str) -> Engine:
@@ -81,8 +85,14 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+_factories: dict[Engine, sessionmaker[Session]] = {}
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    factory = _factories.get(engine)
+    if factory is None:
+        factory = _factories[engine] = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return factory
 
 
 @contextmanager

@@ -117,14 +117,33 @@ def new_idempotency_key() -> str:
     return f"rnw_{uuid.uuid4().hex}"
 
 
-def _lock_renewal(session: Session, renewal_id: int) -> tuple[Renewal, Subscription] | None:
+def _lock_for_charge(
+    session: Session, renewal_id: int
+) -> tuple[Renewal, Subscription, Customer, PaymentMethod] | None:
+    """The renewal and its subscription, locked, with the customer and card: one statement."""
     row = session.execute(
-        select(Renewal, Subscription)
+        select(Renewal, Subscription, Customer, PaymentMethod)
         .join(Subscription, Subscription.id == Renewal.subscription_id)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
         .where(Renewal.id == renewal_id)
         .with_for_update(of=[Renewal, Subscription])
     ).one_or_none()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2], row[3]) if row else None
+
+
+def _lock_for_outcome(
+    session: Session, order: ChargeOrder
+) -> tuple[Renewal, Subscription, ChargeAttempt]:
+    """The renewal, its subscription and the attempt, locked: one statement."""
+    row = session.execute(
+        select(Renewal, Subscription, ChargeAttempt)
+        .join(Subscription, Subscription.id == Renewal.subscription_id)
+        .join(ChargeAttempt, ChargeAttempt.renewal_id == Renewal.id)
+        .where(Renewal.id == order.renewal_id, ChargeAttempt.id == order.attempt_id)
+        .with_for_update(of=[Renewal, Subscription, ChargeAttempt])
+    ).one()
+    return row[0], row[1], row[2]
 
 
 def _refuse(
@@ -204,10 +223,10 @@ def begin_charge(
     session: Session, renewal_id: int, *, now: datetime, settings: Settings
 ) -> ChargeOrder | Skipped | Refused:
     """Step 1: under lock, decide whether to charge, and commit the attempt if so."""
-    locked = _lock_renewal(session, renewal_id)
+    locked = _lock_for_charge(session, renewal_id)
     if locked is None:
         return Skipped("no such renewal")
-    renewal, sub = locked
+    renewal, sub, customer, card = locked
     event = _CLAIM_EVENTS.get(renewal.status)
     if event is None or (
         event is RenewalEvent.RESENT_SAME_KEY and not settings.trust_idempotency_keys
@@ -215,11 +234,6 @@ def begin_charge(
         return Skipped(f"renewal is {renewal.status}")
     if renewal.next_attempt_at is None or renewal.next_attempt_at > now:
         return Skipped("not due yet")
-    customer, card = session.execute(
-        select(Customer, PaymentMethod)
-        .join(PaymentMethod, PaymentMethod.customer_id == Customer.id)
-        .where(Customer.id == sub.customer_id, PaymentMethod.id == sub.payment_method_id)
-    ).one()
     reason = _refusal(renewal, sub, card, settings)
     if reason is not None:
         if renewal.status == RenewalStatus.UNKNOWN:
@@ -406,11 +420,7 @@ def record_outcome(
 ) -> FollowUps:
     """Step 3: record what FastStar answered, under lock, in one transaction."""
     follow = FollowUps()
-    locked = _lock_renewal(session, order.renewal_id)
-    if locked is None:  # pragma: no cover - rows are never deleted
-        raise LookupError(f"renewal {order.renewal_id} vanished")
-    renewal, sub = locked
-    attempt = session.get_one(ChargeAttempt, order.attempt_id)
+    renewal, sub, attempt = _lock_for_outcome(session, order)
     # A slow call may return after the sweep gave its lease up and marked it unknown: a
     # definite "paid" is better than "unknown" and is recorded all the same; anything else
     # is left to reconciliation rather than guessed at.
@@ -462,11 +472,7 @@ def record_configuration_error(
     recorded as not sent and retried in ten minutes, by which time an operator should have
     fixed the key; the task itself fails loudly."""
     retry = NotSent(reason=f"configuration error: {message}", retry_after=600)
-    locked = _lock_renewal(session, order.renewal_id)
-    if locked is None:  # pragma: no cover - rows are never deleted
-        return
-    renewal, sub = locked
-    attempt = session.get_one(ChargeAttempt, order.attempt_id)
+    renewal, sub, attempt = _lock_for_outcome(session, order)
     if attempt.status != AttemptStatus.IN_FLIGHT:
         return
     attempt.status = attempt_transition(attempt.status, AttemptEvent.NOT_SENT)
