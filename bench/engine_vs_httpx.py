@@ -31,8 +31,8 @@ from sandbox_throughput import free_port, start_sandbox
 from sqlalchemy import create_engine, text
 
 from renewals.config import Settings
-from renewals.logs import configure_logging
 from renewals.faststar import FastStarClient
+from renewals.logs import configure_logging
 from renewals.models.db import create_db_engine, unit_of_work
 from renewals.models.migrate import upgrade
 from renewals.sandbox.client import save_card
