@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,20 +33,16 @@ class Process:
 
     def kill_group(self) -> None:
         """kill -9 the main process and every child: a crash, not a shutdown."""
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait(10)
 
     def stop(self) -> None:
         """SIGTERM to the main process only (it stops its own pool), then SIGKILL."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
         if self.popen.poll() is None or _group_alive(self.popen.pid):
             self.kill_group()
 
@@ -73,7 +69,7 @@ def _spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> Proces
     cwd.mkdir(parents=True, exist_ok=True)
     log = cwd / f"{name}.log"
     with log.open("ab") as handle:
-        popen = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments
+        popen = subprocess.Popen(
             [sys.executable, "-m", "renewals", *args],
             env={**os.environ, **env},
             cwd=cwd,
