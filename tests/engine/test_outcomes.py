@@ -12,7 +12,9 @@ from sqlalchemy import Engine
 
 from renewals.config import Settings
 from renewals.faststar import FastStarClient
+from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
+from renewals.services.operators import unknown_renewals
 from tests.support.factories import Clock
 from tests.support.inline import audit_actions, run_sweep, view
 
@@ -254,3 +256,21 @@ def test_rate_limited_charge_waits_at_least_retry_after(
         if renewal["status"] == "retry_scheduled":
             assert renewal["attempts"][0]["status"] == "not_sent"
             assert "429" in (renewal["last_error"] or "") or renewal["last_error"]
+
+
+def test_unknown_renewals_are_listed_for_operators(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    make_subscription: Callable[..., int],
+) -> None:
+    lost = make_subscription("lost_response", renews_at=clock.now)
+    make_subscription("success", renews_at=clock.now)
+    run_sweep(engine, faststar, settings, clock)
+    with unit_of_work(engine) as session:
+        [row] = unknown_renewals(session)
+    renewal = view(engine, lost)["renewals"][0]
+    assert (row["subscription_id"], row["renewal_id"]) == (lost, renewal["id"])
+    assert row["idempotency_key"] == renewal["attempts"][0]["idempotency_key"]
+    assert "RemoteProtocolError" in row["reason"]

@@ -1,0 +1,37 @@
+"""What operators need to look at: renewals whose charge outcome is unknown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from renewals.domain.states import AttemptStatus, RenewalStatus
+from renewals.models import ChargeAttempt, Renewal
+
+
+def unknown_renewals(session: Session) -> list[dict[str, Any]]:
+    """Every renewal in ``unknown`` with the attempt that made it so, oldest first."""
+    rows = session.execute(
+        select(Renewal, ChargeAttempt)
+        .join(ChargeAttempt, ChargeAttempt.renewal_id == Renewal.id)
+        .where(Renewal.status == RenewalStatus.UNKNOWN)
+        .where(ChargeAttempt.status == AttemptStatus.UNKNOWN)
+        .order_by(ChargeAttempt.sent_at)
+    ).all()
+    return [
+        {
+            "renewal_id": renewal.id,
+            "subscription_id": renewal.subscription_id,
+            "period_start": renewal.period_start.isoformat(),
+            "amount": renewal.amount,
+            "currency": renewal.currency,
+            "attempt": attempt.number,
+            "idempotency_key": attempt.idempotency_key,
+            "sends": attempt.sends,
+            "first_sent_at": attempt.sent_at.isoformat() if attempt.sent_at else None,
+            "reason": attempt.error,
+        }
+        for renewal, attempt in rows
+    ]
