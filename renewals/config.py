@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     mail_from: str = "billing@example.com"
     merchant_name: str = "Example Merchant"
     support_email: str = "support@example.com"
+    send_receipts: bool = True
 
     sweep_interval: float = Field(default=30.0, gt=0)
     lease_seconds: int = Field(default=300, ge=10)

@@ -21,6 +21,9 @@ from renewals.domain.money import format_amount
 
 SUBJECTS = {
     "action_required": "Action required: confirm your {amount} payment to {merchant}",
+    "receipt": "Receipt: {amount} paid to {merchant}",
+    "payment_failed": "Your {amount} payment to {merchant} did not go through",
+    "final_failure": "We could not collect {amount} for your {merchant} subscription",
 }
 
 

@@ -60,6 +60,11 @@ from renewals.faststar import (
 )
 from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
 from renewals.models.db import unit_of_work
+from renewals.notifications.notices import (
+    queue_final_failure,
+    queue_payment_failed,
+    queue_receipt,
+)
 from renewals.services.audit import audit
 
 log = structlog.get_logger(__name__)
@@ -132,18 +137,28 @@ def _lock_for_charge(
     return (row[0], row[1], row[2], row[3]) if row else None
 
 
-def _lock_for_outcome(
-    session: Session, order: ChargeOrder
-) -> tuple[Renewal, Subscription, ChargeAttempt]:
-    """The renewal, its subscription and the attempt, locked: one statement."""
+@dataclass(frozen=True, slots=True)
+class _ForOutcome:
+    renewal: Renewal
+    sub: Subscription
+    attempt: ChargeAttempt
+    customer: Customer  # whom the email about the outcome goes to
+    card: PaymentMethod
+
+
+def _lock_for_outcome(session: Session, order: ChargeOrder) -> _ForOutcome:
+    """The renewal, its subscription and the attempt, locked, with customer and card: one
+    statement."""
     row = session.execute(
-        select(Renewal, Subscription, ChargeAttempt)
+        select(Renewal, Subscription, ChargeAttempt, Customer, PaymentMethod)
         .join(Subscription, Subscription.id == Renewal.subscription_id)
         .join(ChargeAttempt, ChargeAttempt.renewal_id == Renewal.id)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
         .where(Renewal.id == order.renewal_id, ChargeAttempt.id == order.attempt_id)
         .with_for_update(of=[Renewal, Subscription, ChargeAttempt])
     ).one()
-    return row[0], row[1], row[2]
+    return _ForOutcome(row[0], row[1], row[2], row[3], row[4])
 
 
 def _refuse(
@@ -420,7 +435,8 @@ def record_outcome(
 ) -> FollowUps:
     """Step 3: record what FastStar answered, under lock, in one transaction."""
     follow = FollowUps()
-    renewal, sub, attempt = _lock_for_outcome(session, order)
+    locked = _lock_for_outcome(session, order)
+    renewal, sub, attempt = locked.renewal, locked.sub, locked.attempt
     # A slow call may return after the sweep gave its lease up and marked it unknown: a
     # definite "paid" is better than "unknown" and is recorded all the same; anything else
     # is left to reconciliation rather than guessed at.
@@ -462,7 +478,44 @@ def record_outcome(
         to_status=renewal.status,
         details=details,
     )
+    message_id = _queue_outcome_email(session, locked, outcome, now=now, settings=settings)
+    if message_id is not None:
+        follow.deliver_message_ids.append(message_id)
     return follow
+
+
+def _queue_outcome_email(
+    session: Session,
+    locked: _ForOutcome,
+    outcome: ChargeOutcome,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> int | None:
+    """The email this outcome owes the customer, if any (the 402 email waits for its link)."""
+    renewal, customer = locked.renewal, locked.customer
+    if isinstance(outcome, Paid) and settings.send_receipts:
+        return queue_receipt(session, renewal, customer, locked.card, now=now)
+    if isinstance(outcome, Declined) and renewal.status == RenewalStatus.RETRY_SCHEDULED:
+        assert renewal.next_attempt_at is not None
+        return queue_payment_failed(
+            session,
+            renewal,
+            customer,
+            now=now,
+            reason=outcome.message,
+            next_attempt_at=renewal.next_attempt_at,
+        )
+    if isinstance(outcome, Declined) and renewal.status == RenewalStatus.FAILED:
+        return queue_final_failure(
+            session,
+            renewal,
+            customer,
+            now=now,
+            final_action=settings.final_action,
+            reason=outcome.message,
+        )
+    return None
 
 
 def record_configuration_error(
@@ -472,7 +525,8 @@ def record_configuration_error(
     recorded as not sent and retried in ten minutes, by which time an operator should have
     fixed the key; the task itself fails loudly."""
     retry = NotSent(reason=f"configuration error: {message}", retry_after=600)
-    renewal, sub, attempt = _lock_for_outcome(session, order)
+    locked = _lock_for_outcome(session, order)
+    renewal, sub, attempt = locked.renewal, locked.sub, locked.attempt
     if attempt.status != AttemptStatus.IN_FLIGHT:
         return
     attempt.status = attempt_transition(attempt.status, AttemptEvent.NOT_SENT)

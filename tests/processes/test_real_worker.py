@@ -121,7 +121,7 @@ def test_every_test_card_through_a_real_worker_and_beat(stack: Stack) -> None:
             lambda: (
                 all(stack.renewal(s)["status"] in SETTLED for s in subs.values())
                 and stack.renewal(subs["sca"])["checkout_url"] is not None
-                and any((stack.workdir / "mail").glob("*.eml"))
+                and any((stack.workdir / "mail").glob("*action_required*.eml"))
             ),
             timeout=60,
             what="every renewal to settle",
@@ -144,7 +144,7 @@ def test_every_test_card_through_a_real_worker_and_beat(stack: Stack) -> None:
         assert len(stack.charges_of(subs[card])) == charges, card
     paid = stack.renewal(subs["success"])
     assert paid["payment_intent_id"] == stack.charges_of(subs["success"])[0]["payment_intent_id"]
-    [eml] = (stack.workdir / "mail").glob("*.eml")
+    [eml] = (stack.workdir / "mail").glob("*action_required*.eml")
     message = message_from_bytes(eml.read_bytes(), policy=policy.default)
     body = message.get_body(("plain",))
     assert body is not None
