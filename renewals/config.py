@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     trust_idempotency_keys: bool = False
     dunning_retry_days: str = "3,5,7"
     final_action: Literal["canceled", "unpaid"] = "canceled"
+    # After a 402: reminder emails this many days later, and the final action after
+    # action_expire_days if the customer never pays on-session.
+    action_reminder_days: str = "3,6"
+    action_expire_days: int = Field(default=7, ge=1)
     catch_up: Literal["latest", "all"] = "latest"
     merchant_of_record: bool = False
     checkout_success_url: str = "http://127.0.0.1:8000/billing/success"
@@ -101,10 +105,10 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("dunning_retry_days")
+    @field_validator("dunning_retry_days", "action_reminder_days")
     @classmethod
-    def _retry_days(cls, value: str) -> str:
-        parse_day_list(value, name="retry days")  # raises ValueError with the reason
+    def _day_list(cls, value: str) -> str:
+        parse_day_list(value, name="days")  # raises ValueError with the reason
         return value
 
     @property

@@ -36,6 +36,7 @@ class Renewal(Base):
     __table_args__ = (
         UniqueConstraint("subscription_id", "period_start"),
         Index("ix_renewals_due", "status", "next_attempt_at"),
+        Index("ix_renewals_action_wakeup", "status", "action_wakeup_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -59,6 +60,10 @@ class Renewal(Base):
     checkout_session_id: Mapped[str | None] = mapped_column(String(64))
     checkout_url: Mapped[str | None] = mapped_column(Text)
     checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Waiting for the customer (requires_action): reminders sent so far, and when the sweep
+    # must look again (next reminder or the final action), from ActionRequiredPolicy.
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    action_wakeup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

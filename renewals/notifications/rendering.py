@@ -6,6 +6,7 @@ formatted by :func:`renewals.domain.money.format_amount` with each currency's mi
 
 from __future__ import annotations
 
+import email.policy
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from renewals.domain.money import format_amount
 
 SUBJECTS = {
     "action_required": "Action required: confirm your {amount} payment to {merchant}",
+    "action_reminder": "Reminder: your {amount} payment to {merchant} still needs confirming",
     "receipt": "Receipt: {amount} paid to {merchant}",
     "payment_failed": "Your {amount} payment to {merchant} did not go through",
     "final_failure": "We could not collect {amount} for your {merchant} subscription",
@@ -95,7 +97,9 @@ def _address(value: str, what: str) -> Address:
 def build_message(
     rendered: RenderedEmail, *, recipient: str, dedupe_key: str, settings: Settings
 ) -> EmailMessage:
-    message = EmailMessage()
+    # Long subjects are not folded: some folds start the header's value on a new line, which
+    # clients then show with a leading blank. RFC 5322 allows 998 characters per line.
+    message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
     message["Subject"] = _header(rendered.subject, "subject")
     message["From"] = Address(
         display_name=_header(settings.merchant_name, "merchant name"),

@@ -49,6 +49,7 @@ class SweepResult:
     materialised: list[int] = field(default_factory=list)
     charge: list[int] = field(default_factory=list)
     checkout: list[int] = field(default_factory=list)
+    action_follow_up: list[int] = field(default_factory=list)
     deliver: list[int] = field(default_factory=list)
     became_unknown: list[int] = field(default_factory=list)
 
@@ -59,6 +60,7 @@ def sweep(session: Session, *, now: datetime, settings: Settings) -> SweepResult
     result.became_unknown = expire_charging_leases(session, now=now)
     result.charge = claim_due_renewals(session, now=now, settings=settings)
     result.checkout = claim_missing_checkouts(session, now=now, settings=settings)
+    result.action_follow_up = claim_action_follow_ups(session, now=now, settings=settings)
     result.deliver = claim_due_messages(session, now=now, settings=settings)
     return result
 
@@ -130,6 +132,7 @@ def materialise_due(session: Session, *, now: datetime, settings: Settings) -> l
                 "status": RenewalStatus.PENDING.value,
                 "next_attempt_at": now,
                 "declines": 0,
+                "reminders_sent": 0,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -259,6 +262,19 @@ def claim_missing_checkouts(session: Session, *, now: datetime, settings: Settin
         Renewal.checkout_session_id.is_(None),
         now=now,
         settings=settings,
+    )
+
+
+def claim_action_follow_ups(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Renewals waiting for the customer whose next reminder or final action is due."""
+    return lease_rows(
+        session,
+        Renewal,
+        Renewal.status == RenewalStatus.REQUIRES_ACTION,
+        Renewal.action_wakeup_at <= now,
+        now=now,
+        settings=settings,
+        order_by=Renewal.action_wakeup_at,
     )
 
 

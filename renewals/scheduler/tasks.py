@@ -9,7 +9,12 @@ from renewals.runtime import get_runtime
 from renewals.scheduler.beat import SWEEP_TASK
 from renewals.scheduler.sweep import SweepResult, sweep
 from renewals.worker.celery_app import app
-from renewals.worker.tasks import charge, create_checkout, deliver_email
+from renewals.worker.tasks import (
+    action_required_follow_up,
+    charge,
+    create_checkout,
+    deliver_email,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +28,8 @@ def run_sweep() -> SweepResult:
         charge.delay(renewal_id)
     for renewal_id in result.checkout:
         create_checkout.delay(renewal_id)
+    for renewal_id in result.action_follow_up:
+        action_required_follow_up.delay(renewal_id)
     for message_id in result.deliver:
         deliver_email.delay(message_id)
     if result.charge or result.became_unknown or result.materialised:

@@ -12,7 +12,7 @@ import structlog
 from renewals.notifications.delivery import deliver
 from renewals.runtime import get_runtime
 from renewals.services.charging import FollowUps, charge_renewal
-from renewals.services.checkout import ensure_checkout_session
+from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
 from renewals.worker.celery_app import app
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,20 @@ def create_checkout(renewal_id: int) -> None:
     runtime = get_runtime()
     with structlog.contextvars.bound_contextvars(task="checkout", renewal_id=renewal_id):
         follow = ensure_checkout_session(
+            runtime.engine,
+            runtime.faststar,
+            renewal_id,
+            clock=runtime.clock,
+            settings=runtime.settings,
+        )
+        enqueue_follow_ups(follow)
+
+
+@app.task(name="renewals.action_required_follow_up")
+def action_required_follow_up(renewal_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task="action_follow_up", renewal_id=renewal_id):
+        follow = follow_up_action_required(
             runtime.engine,
             runtime.faststar,
             renewal_id,

@@ -15,7 +15,7 @@ from renewals.notifications.delivery import deliver
 from renewals.notifications.senders import sender_from_url
 from renewals.scheduler.sweep import SweepResult, sweep
 from renewals.services.charging import FollowUps, charge_renewal
-from renewals.services.checkout import ensure_checkout_session
+from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
 from renewals.services.subscriptions import subscription_views
 from tests.support.factories import Clock
 
@@ -40,6 +40,9 @@ def run_sweep(
     follow = FollowUps(
         checkout_renewal_ids=list(result.checkout), deliver_message_ids=list(result.deliver)
     )
+    for renewal_id in result.action_follow_up:
+        more = follow_up_action_required(engine, client, renewal_id, clock=clock, settings=settings)
+        follow.deliver_message_ids += more.deliver_message_ids
     for renewal_id in result.charge:
         more = charge_renewal(engine, client, renewal_id, clock=clock, settings=settings)
         follow.checkout_renewal_ids += more.checkout_renewal_ids

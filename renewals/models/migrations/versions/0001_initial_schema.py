@@ -117,6 +117,8 @@ def upgrade() -> None:
         sa.Column("checkout_session_id", sa.String(length=64), nullable=True),
         sa.Column("checkout_url", sa.Text(), nullable=True),
         sa.Column("checkout_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reminders_sent", sa.Integer(), nullable=False),
+        sa.Column("action_wakeup_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -133,6 +135,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("renewals", schema=None) as batch_op:
         batch_op.create_index("ix_renewals_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            "ix_renewals_action_wakeup", ["status", "action_wakeup_at"], unique=False
+        )
 
     op.create_table(
         "charge_attempts",
