@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     merchant_name: str = "Example Merchant"
     support_email: str = "support@example.com"
     send_receipts: bool = True
+    # A notice this many days before each renewal (off by default); the card-expiry warning
+    # goes out in the same window whatever this switch says.
+    upcoming_renewal_notice: bool = False
+    upcoming_notice_days: int = Field(default=7, ge=1)
 
     sweep_interval: float = Field(default=30.0, gt=0)
     lease_seconds: int = Field(default=300, ge=10)

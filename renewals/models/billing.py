@@ -63,6 +63,8 @@ class Subscription(Base):
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
     next_period_index: Mapped[int] = mapped_column(Integer, default=0)
     next_renewal_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The period whose pre-renewal notices (upcoming renewal, card expiring) were handled.
+    notices_period_index: Mapped[int | None] = mapped_column(Integer)
     # The newest period that has been paid for (off-session or on-session).
     current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,12 +11,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from renewals.models import Customer, PaymentMethod, Renewal
+from renewals.domain.dunning import card_expires_before
+from renewals.models import Customer, PaymentMethod, Renewal, Subscription
 from renewals.notifications.outbox import queue_email
 
 RECEIPT = "receipt"
 PAYMENT_FAILED = "payment_failed"
 FINAL_FAILURE = "final_failure"
+UPCOMING_RENEWAL = "upcoming_renewal"
+CARD_EXPIRING = "card_expiring"
 
 
 def _base(renewal: Renewal) -> dict[str, object]:
@@ -96,3 +99,42 @@ def queue_final_failure(
         recipient=customer.email,
         context={**_base(renewal), "final_action": final_action, "reason": reason},
     )
+
+
+def queue_pre_renewal_notices(
+    session: Session,
+    sub: Subscription,
+    customer: Customer,
+    card: PaymentMethod,
+    *,
+    now: datetime,
+    upcoming: bool,
+) -> list[int]:
+    """The upcoming-renewal notice (when switched on) and, whatever the switch, a warning
+    when the saved card will have expired by the renewal date."""
+    context: dict[str, object] = {
+        "amount": sub.amount,
+        "currency": sub.currency,
+        "renewal_at": sub.next_renewal_at.isoformat(),
+        "card_brand": card.brand,
+        "card_last4": card.last4,
+        "card_expiry": f"{card.exp_month:02d}/{card.exp_year}",
+    }
+    kinds = [UPCOMING_RENEWAL] if upcoming else []
+    if card_expires_before(card.exp_month, card.exp_year, sub.next_renewal_at):
+        kinds.append(CARD_EXPIRING)
+    queued = [
+        queue_email(
+            session,
+            now=now,
+            subscription_id=sub.id,
+            renewal_id=None,
+            period_start=sub.next_renewal_at,
+            kind=kind,
+            sequence=0,
+            recipient=customer.email,
+            context=context,
+        )
+        for kind in kinds
+    ]
+    return [message_id for message_id in queued if message_id is not None]

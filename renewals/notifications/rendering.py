@@ -23,6 +23,8 @@ from renewals.domain.money import format_amount
 SUBJECTS = {
     "action_required": "Action required: confirm your {amount} payment to {merchant}",
     "action_reminder": "Reminder: your {amount} payment to {merchant} still needs confirming",
+    "upcoming_renewal": "Your {merchant} subscription renews soon: {amount}",
+    "card_expiring": "Your card expires before your next {amount} payment to {merchant}",
     "receipt": "Receipt: {amount} paid to {merchant}",
     "payment_failed": "Your {amount} payment to {merchant} did not go through",
     "final_failure": "We could not collect {amount} for your {merchant} subscription",

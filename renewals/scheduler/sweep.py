@@ -31,10 +31,18 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from renewals.config import Settings
 from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
-from renewals.domain.dunning import NotSentBackoff
+from renewals.domain.dunning import NotSentBackoff, UpcomingRenewalPolicy
 from renewals.domain.periods import period, period_start
 from renewals.domain.states import AttemptStatus, RenewalStatus, SubscriptionStatus
-from renewals.models import ChargeAttempt, OutboxMessage, Renewal, Subscription
+from renewals.models import (
+    ChargeAttempt,
+    Customer,
+    OutboxMessage,
+    PaymentMethod,
+    Renewal,
+    Subscription,
+)
+from renewals.notifications.notices import queue_pre_renewal_notices
 from renewals.notifications.outbox import PENDING, SENDING
 from renewals.services.audit import audit
 
@@ -61,6 +69,7 @@ def sweep(session: Session, *, now: datetime, settings: Settings) -> SweepResult
     result.charge = claim_due_renewals(session, now=now, settings=settings)
     result.checkout = claim_missing_checkouts(session, now=now, settings=settings)
     result.action_follow_up = claim_action_follow_ups(session, now=now, settings=settings)
+    queue_pre_renewal_emails(session, now=now, settings=settings)  # delivered just below
     result.deliver = claim_due_messages(session, now=now, settings=settings)
     return result
 
@@ -276,6 +285,34 @@ def claim_action_follow_ups(session: Session, *, now: datetime, settings: Settin
         settings=settings,
         order_by=Renewal.action_wakeup_at,
     )
+
+
+def queue_pre_renewal_emails(session: Session, *, now: datetime, settings: Settings) -> int:
+    """Subscriptions entering the notice window before their next renewal: the upcoming-
+    renewal notice (if switched on) and the expiring-card warning, once per period."""
+    policy = UpcomingRenewalPolicy(notice_days=settings.upcoming_notice_days)
+    rows = session.execute(
+        select(Subscription, Customer, PaymentMethod)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
+        .where(Subscription.status == SubscriptionStatus.ACTIVE)
+        .where(Subscription.next_renewal_at > now)
+        .where(Subscription.next_renewal_at <= now + timedelta(days=policy.notice_days))
+        .where(
+            or_(
+                Subscription.notices_period_index.is_(None),
+                Subscription.notices_period_index < Subscription.next_period_index,
+            )
+        )
+        .limit(BATCH)
+        .with_for_update(of=Subscription, skip_locked=True)
+    ).all()
+    for sub, customer, card in rows:
+        queue_pre_renewal_notices(
+            session, sub, customer, card, now=now, upcoming=settings.upcoming_renewal_notice
+        )
+        sub.notices_period_index = sub.next_period_index
+    return len(rows)
 
 
 def claim_due_messages(session: Session, *, now: datetime, settings: Settings) -> list[int]:

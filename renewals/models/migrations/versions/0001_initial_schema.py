@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
         sa.Column("next_period_index", sa.Integer(), nullable=False),
         sa.Column("next_renewal_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("notices_period_index", sa.Integer(), nullable=True),
         sa.Column("current_period_start", sa.DateTime(timezone=True), nullable=True),
         sa.Column("current_period_end", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,103 @@
+"""Before a renewal: the upcoming-renewal notice (off by default) and the warning that the saved
+card expires before the renewal date. Once per period, whatever the number of sweeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import Engine
+
+from renewals.config import Settings
+from renewals.faststar import FastStarClient
+from renewals.models.db import unit_of_work
+from renewals.sandbox.client import SandboxCards
+from renewals.services.subscriptions import SavedCard, create_subscription
+from tests.support.factories import Clock
+from tests.support.inline import run_sweep
+from tests.support.smtp import Mailbox, smtp_server
+
+RENEWS_AT = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def mailbox() -> Mailbox:
+    return Mailbox()
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, mailbox: Mailbox) -> Iterator[Settings]:
+    with smtp_server(mailbox) as port:
+        yield settings.model_copy(update={"mail_url": f"smtp://127.0.0.1:{port}"})
+
+
+def _subscribe(engine: Engine, settings: Settings, faststar: FastStarClient, exp_year: int) -> int:
+    api_key = settings.faststar_api_key.get_secret_value()
+    cus, pm = SandboxCards(settings.faststar_base_url, api_key).save_card(
+        email="jane@example.com",
+        name="Jane",
+        number="4242424242424242",
+        exp_month=12,
+        exp_year=exp_year,
+    )
+    card = next(c for c in faststar.list_payment_methods(cus) if c.id == pm)
+    with unit_of_work(engine) as session:
+        return create_subscription(
+            session,
+            now=RENEWS_AT - timedelta(days=30),
+            settings=settings,
+            email="jane@example.com",
+            name="Jane",
+            card=SavedCard(cus, pm, card.brand, card.last4, card.exp_month, card.exp_year),
+            amount=1999,
+            currency="EUR",
+            interval="month",
+            interval_count=1,
+            renews_at=RENEWS_AT,
+        ).id
+
+
+def _text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def test_card_expiring_warning_comes_in_the_notice_window_once(
+    engine: Engine,
+    faststar: FastStarClient,
+    smtp_settings: Settings,
+    mailbox: Mailbox,
+) -> None:
+    _subscribe(engine, smtp_settings, faststar, exp_year=2026)  # valid through Dec 2026
+    clock = Clock(RENEWS_AT - timedelta(days=8))
+    run_sweep(engine, faststar, smtp_settings, clock)
+    assert mailbox.messages == []  # outside the 7-day window
+    clock.now = RENEWS_AT - timedelta(days=7)
+    run_sweep(engine, faststar, smtp_settings, clock)
+    clock.advance(days=1)
+    run_sweep(engine, faststar, smtp_settings, clock)
+    [warning] = mailbox.messages  # the upcoming notice is off by default
+    assert warning["Subject"] == (
+        "Your card expires before your next 19.99 EUR payment to Example Merchant"
+    )
+    assert "ending in 4242 expires 12/2026" in _text(warning)
+    assert "05 January 2027" in _text(warning)
+
+
+def test_upcoming_renewal_notice_when_switched_on(
+    engine: Engine,
+    faststar: FastStarClient,
+    smtp_settings: Settings,
+    mailbox: Mailbox,
+) -> None:
+    _subscribe(engine, smtp_settings, faststar, exp_year=2030)
+    noticing = smtp_settings.model_copy(update={"upcoming_renewal_notice": True})
+    clock = Clock(RENEWS_AT - timedelta(days=6))
+    run_sweep(engine, faststar, noticing, clock)
+    run_sweep(engine, faststar, noticing, clock)
+    [notice] = mailbox.messages  # the card is fine: no warning
+    assert notice["Subject"] == "Your Example Merchant subscription renews soon: 19.99 EUR"
+    assert "renews on 05 January 2027, 09:00 UTC" in _text(notice)
