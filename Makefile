@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench-sandbox clean
+.PHONY: run test lint typecheck check bench-sandbox bench-engine emails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ check: lint typecheck test
 
 bench-sandbox: $(STAMP)
 	$(BIN)/python bench/sandbox_throughput.py
+
+bench-engine: $(STAMP)
+	$(BIN)/python bench/engine_vs_httpx.py
+
+emails: $(STAMP)
+	$(BIN)/python -m renewals.notifications.examples docs/emails
 
 clean:
 	rm -rf $(VENV) var
