@@ -8,6 +8,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 import trustme
@@ -272,3 +273,15 @@ def test_the_same_email_is_queued_once(engine: Engine, clock: Clock, subscriptio
         _queue(engine, clock, subscription)
     with unit_of_work(engine) as session:
         assert session.query(OutboxMessage).count() == 1
+
+
+def test_console_sender_prints_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    from renewals.notifications.senders import sender_from_url
+
+    message = EmailMessage()
+    message["Subject"] = "hello"
+    message.set_content("body text")
+    sender_from_url("console://").send(message)
+    out = capsys.readouterr().out
+    assert "Subject: hello" in out
+    assert "body text" in out

@@ -21,6 +21,8 @@ from sqlalchemy import Engine, select
 from renewals.config import Settings
 from renewals.models import ChargeAttempt, Renewal
 from renewals.models.db import create_db_engine, unit_of_work
+from renewals.notifications.examples import SAMPLES
+from renewals.notifications.outbox import queue_email
 from renewals.sandbox.testing import RunningSandbox
 from renewals.scheduler.sweep import sweep
 from tests.support.celery_processes import (
@@ -34,6 +36,7 @@ from tests.support.celery_processes import (
 from tests.support.databases import fresh_sqlite_url, truncate_all
 from tests.support.factories import CARDS, make_subscription_factory
 from tests.support.inline import view
+from tests.support.smtp import Mailbox, smtp_server
 
 SETTLED = {"succeeded", "requires_action", "retry_scheduled", "failed", "unknown"}
 LEASE_S = 10
@@ -280,3 +283,33 @@ def test_worker_killed_after_the_call_before_the_result_commit(stack: Stack) -> 
             select(ChargeAttempt.status).join(Renewal).where(Renewal.subscription_id == sub_id)
         ).all()
     assert statuses == ["succeeded"]
+
+
+def test_the_send_task_delivered_three_times_sends_one_email(stack: Stack) -> None:
+    sub_id = _make(stack, "success")
+    with unit_of_work(stack.engine) as session:
+        message_id = queue_email(
+            session,
+            now=_now(),
+            subscription_id=sub_id,
+            renewal_id=None,
+            period_start=_now(),
+            kind="upcoming_renewal",
+            sequence=0,
+            recipient="jane@example.com",
+            context={**SAMPLES["upcoming_renewal"]},
+        )
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        worker = start_worker(
+            stack.env(RENEWALS_MAIL_URL=f"smtp://127.0.0.1:{port}"),
+            stack.workdir / "worker",
+            concurrency=4,
+        )
+        with running(worker):
+            for _ in range(3):
+                stack.send("renewals.deliver_email", message_id)
+            wait_until(lambda: len(mailbox.messages) >= 1, timeout=30, what="the email")
+            time.sleep(1.5)  # the other two deliveries run and must send nothing
+    assert len(mailbox.messages) == 1
+    assert mailbox.messages[0]["To"].addresses[0].addr_spec == "jane@example.com"
