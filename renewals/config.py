@@ -9,6 +9,7 @@ that names every offending variable.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from renewals.domain.dunning import parse_day_list
+from renewals.domain.dunning import parse_day_list, parse_durations
 
 ENV_PREFIX = "RENEWALS_"
 VAR_DIR = Path("var")
@@ -53,6 +54,15 @@ class Settings(BaseSettings):
     # Client-side token bucket; None leaves it off.
     faststar_rate_limit_per_s: float | None = Field(default=None, gt=0)
     webhook_tolerance_s: int = Field(default=300, ge=1)
+    # Old secrets still accepted while a rotation is under way (comma-separated).
+    faststar_webhook_secrets_old: SecretStr = SecretStr("")
+    webhook_max_body_bytes: int = Field(default=262_144, ge=1024)
+    # Deployments without webhooks learn of on-session payments by polling each open
+    # Checkout Session this often (0 turns polling off).
+    checkout_poll_interval: float = Field(default=300.0, ge=0)
+    # Unknown outcomes: when to look again, and for how long a same-key retry is allowed.
+    unknown_recheck_delays: str = "5m,1h,24h"
+    unknown_retry_horizon_hours: float = Field(default=20.0, gt=0)
 
     mail_url: str = f"file://{(Path.cwd() / VAR_DIR / 'mail').as_posix()}"
     mail_from: str = "billing@example.com"
@@ -109,6 +119,13 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("unknown_recheck_delays")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        if not parse_durations(value, name="delays"):
+            raise ValueError("give at least one delay, e.g. 5m,1h,24h")
+        return value
+
     @field_validator("dunning_retry_days", "action_reminder_days")
     @classmethod
     def _day_list(cls, value: str) -> str:
@@ -125,10 +142,19 @@ class Settings(BaseSettings):
             return self.log_format
         return "json" if self.env == "production" else "console"
 
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The current webhook secret first, then any old ones still valid during rotation."""
+        old = self.faststar_webhook_secrets_old.get_secret_value().split(",")
+        current = self.faststar_webhook_secret.get_secret_value()
+        return (current, *(s.strip() for s in old if s.strip()))
+
+    @property
+    def unknown_recheck(self) -> tuple[timedelta, ...]:
+        return parse_durations(self.unknown_recheck_delays, name="recheck delays")
+
     def secrets(self) -> tuple[str, ...]:
         """Secret values the log redactor must never let through."""
-        values = [self.faststar_api_key.get_secret_value()]
-        values.append(self.faststar_webhook_secret.get_secret_value())
+        values = [self.faststar_api_key.get_secret_value(), *self.webhook_secrets()]
         return tuple(v for v in values if len(v) >= 6)
 
 

@@ -4,6 +4,7 @@ from renewals.models.audit import AuditEvent
 from renewals.models.base import Base
 from renewals.models.billing import Customer, PaymentMethod, Subscription
 from renewals.models.outbox import OutboxMessage
+from renewals.models.reconciliation import CheckoutSessionRecord, InboxEvent, PaymentReview
 from renewals.models.renewal import OPEN_ATTEMPT_SQL, ChargeAttempt, Renewal
 
 __all__ = [
@@ -11,9 +12,12 @@ __all__ = [
     "AuditEvent",
     "Base",
     "ChargeAttempt",
+    "CheckoutSessionRecord",
     "Customer",
+    "InboxEvent",
     "OutboxMessage",
     "PaymentMethod",
+    "PaymentReview",
     "Renewal",
     "Subscription",
 ]

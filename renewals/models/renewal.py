@@ -64,6 +64,8 @@ class Renewal(Base):
     # must look again (next reminder or the final action), from ActionRequiredPolicy.
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     action_wakeup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # For deployments without webhooks: when to ask FastStar whether the session completed.
+    checkout_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

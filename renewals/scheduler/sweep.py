@@ -31,7 +31,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from renewals.config import Settings
 from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
-from renewals.domain.dunning import NotSentBackoff, UpcomingRenewalPolicy
+from renewals.domain.dunning import UpcomingRenewalPolicy
 from renewals.domain.periods import period, period_start
 from renewals.domain.states import AttemptStatus, RenewalStatus, SubscriptionStatus
 from renewals.models import (
@@ -45,6 +45,7 @@ from renewals.models import (
 from renewals.notifications.notices import queue_pre_renewal_notices
 from renewals.notifications.outbox import PENDING, SENDING
 from renewals.services.audit import audit
+from renewals.services.charging import recheck_at
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ class SweepResult:
 def sweep(session: Session, *, now: datetime, settings: Settings) -> SweepResult:
     result = SweepResult()
     result.materialised = materialise_due(session, now=now, settings=settings)
-    result.became_unknown = expire_charging_leases(session, now=now)
+    result.became_unknown = expire_charging_leases(session, now=now, settings=settings)
     result.charge = claim_due_renewals(session, now=now, settings=settings)
     result.checkout = claim_missing_checkouts(session, now=now, settings=settings)
     result.action_follow_up = claim_action_follow_ups(session, now=now, settings=settings)
@@ -166,7 +167,7 @@ def materialise_due(session: Session, *, now: datetime, settings: Settings) -> l
     return subscription_ids
 
 
-def expire_charging_leases(session: Session, *, now: datetime) -> list[int]:
+def expire_charging_leases(session: Session, *, now: datetime, settings: Settings) -> list[int]:
     """A renewal still ``charging`` after its lease died with its worker: outcome unknown."""
     stuck = session.scalars(
         select(Renewal)
@@ -187,7 +188,7 @@ def expire_charging_leases(session: Session, *, now: datetime) -> list[int]:
             attempt.finished_at = now
         renewal.status = RenewalStatus.UNKNOWN
         renewal.lease_expires_at = None
-        renewal.next_attempt_at = now + NotSentBackoff().delay(1)
+        renewal.next_attempt_at = recheck_at(now, 1, settings)
         renewal.last_error = "worker lost while the charge was in flight"
         renewal.updated_at = now
         audit(

@@ -199,6 +199,17 @@ def _refusal(
     return None
 
 
+def recheck_at(now: datetime, checks: int, settings: Settings) -> datetime:
+    """When an unknown outcome is next looked at (RENEWALS_UNKNOWN_RECHECK_DELAYS)."""
+    delays = settings.unknown_recheck
+    return now + delays[min(max(checks, 1), len(delays)) - 1]
+
+
+def past_retry_horizon(attempt: ChargeAttempt, now: datetime, settings: Settings) -> bool:
+    """True once the attempt's first send is older than RENEWALS_UNKNOWN_RETRY_HORIZON_HOURS."""
+    return now - attempt.created_at > timedelta(hours=settings.unknown_retry_horizon_hours)
+
+
 def _attempt_to_send(
     session: Session, renewal: Renewal, *, now: datetime, settings: Settings
 ) -> ChargeAttempt | Skipped:
@@ -225,6 +236,21 @@ def _attempt_to_send(
         return Skipped("an attempt is in flight")
     elif attempt.status == AttemptStatus.UNKNOWN and not settings.trust_idempotency_keys:
         return Skipped("the previous attempt's outcome is unknown")
+    elif attempt.status == AttemptStatus.UNKNOWN and past_retry_horizon(attempt, now, settings):
+        # FastStar keeps keys for a limited time (undocumented): an old key may execute anew.
+        renewal.next_attempt_at = None
+        audit(
+            session,
+            now=now,
+            actor=ACTOR,
+            action="unknown_escalated",
+            subscription_id=renewal.subscription_id,
+            renewal_id=renewal.id,
+            attempt_id=attempt.id,
+            reason="first sent longer ago than the retry horizon; an operator must reconcile",
+        )
+        log.warning("unknown_escalated", renewal_id=renewal.id, attempt_id=attempt.id)
+        return Skipped("past the same-key retry horizon: escalated to operators")
     else:
         # Not sent, or unknown with trusted keys: the same key either replays the first
         # outcome or executes the charge that never happened; it cannot charge twice.
@@ -406,7 +432,12 @@ def _on_not_sent(
 
 
 def _on_unknown(
-    renewal: Renewal, attempt: ChargeAttempt, outcome: Unknown, *, now: datetime
+    renewal: Renewal,
+    attempt: ChargeAttempt,
+    outcome: Unknown,
+    *,
+    now: datetime,
+    settings: Settings,
 ) -> None:
     attempt.status = attempt_transition(attempt.status, AttemptEvent.OUTCOME_UNKNOWN)
     attempt.http_status = outcome.http_status
@@ -414,7 +445,7 @@ def _on_unknown(
     renewal.status = renewal_transition(renewal.status, RenewalEvent.OUTCOME_UNKNOWN)
     # Re-examined on a backoff: by a same-key retry when keys are trusted, otherwise by
     # reconciliation; never turned into paid or failed by guessing.
-    renewal.next_attempt_at = NotSentBackoff().retry_at(now, attempt.sends)
+    renewal.next_attempt_at = recheck_at(now, attempt.sends, settings)
     renewal.last_error = outcome.reason
     log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason=outcome.reason)
 
@@ -465,7 +496,7 @@ def record_outcome(
     elif isinstance(outcome, NotSent):
         _on_not_sent(renewal, attempt, outcome, now=now)
     else:
-        _on_unknown(renewal, attempt, outcome, now=now)
+        _on_unknown(renewal, attempt, outcome, now=now, settings=settings)
     audit(
         session,
         now=now,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Engine, select
@@ -35,7 +35,13 @@ from renewals.domain.states import (
     subscription_transition,
 )
 from renewals.faststar import CheckoutSession, FastStarClient, FastStarError, LineItem
-from renewals.models import ChargeAttempt, Customer, Renewal, Subscription
+from renewals.models import (
+    ChargeAttempt,
+    CheckoutSessionRecord,
+    Customer,
+    Renewal,
+    Subscription,
+)
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure
 from renewals.notifications.outbox import queue_email
@@ -107,7 +113,22 @@ def _create_session(
         return None
 
 
-def _store_session(renewal: Renewal, checkout: CheckoutSession) -> None:
+def _store_session(
+    session: Session,
+    renewal: Renewal,
+    checkout: CheckoutSession,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> None:
+    session.add(
+        CheckoutSessionRecord(session_id=checkout.id, renewal_id=renewal.id, created_at=now)
+    )
+    renewal.checkout_poll_at = (
+        now + timedelta(seconds=settings.checkout_poll_interval)
+        if settings.checkout_poll_interval
+        else None
+    )
     renewal.checkout_session_id = checkout.id
     renewal.checkout_url = checkout.url
     renewal.checkout_expires_at = (
@@ -173,7 +194,7 @@ def ensure_checkout_session(
         renewal, sub, customer = locked
         if renewal.checkout_session_id or renewal.status != RenewalStatus.REQUIRES_ACTION:
             return follow
-        _store_session(renewal, checkout)
+        _store_session(session, renewal, checkout, now=now, settings=settings)
         entered = renewal.action_required_at or now
         renewal.lease_expires_at = None
         renewal.action_wakeup_at = policy.next_wakeup_at(entered, renewal.reminders_sent)
@@ -307,7 +328,7 @@ def follow_up_action_required(
         if renewal.status != RenewalStatus.REQUIRES_ACTION or renewal.reminders_sent >= due[-1]:
             return follow
         if fresh is not None:
-            _store_session(renewal, fresh)
+            _store_session(session, renewal, fresh, now=now, settings=settings)
             audit(
                 session,
                 now=now,

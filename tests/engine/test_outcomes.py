@@ -197,7 +197,7 @@ def test_lost_response_with_trusted_keys_is_settled_by_a_same_key_retry(
     run_sweep(engine, faststar, trusting, clock)
     assert view(engine, sub_id)["renewals"][0]["status"] == "unknown"
 
-    clock.advance(minutes=1)
+    clock.advance(minutes=5)
     run_sweep(engine, faststar, trusting, clock)
     sub = view(engine, sub_id)
     [renewal] = sub["renewals"]
@@ -274,3 +274,29 @@ def test_unknown_renewals_are_listed_for_operators(
     assert (row["subscription_id"], row["renewal_id"]) == (lost, renewal["id"])
     assert row["idempotency_key"] == renewal["attempts"][0]["idempotency_key"]
     assert "RemoteProtocolError" in row["reason"]
+
+
+def test_trusted_same_key_retries_stop_at_the_horizon_and_escalate(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    trusting = settings.model_copy(update={"trust_idempotency_keys": True})
+    sub_id = make_subscription("error_500", renews_at=clock.now)  # unknown every time
+    run_sweep(engine, faststar, trusting, clock)
+    clock.advance(minutes=5)
+    run_sweep(engine, faststar, trusting, clock)
+    assert view(engine, sub_id)["renewals"][0]["attempts"][0]["sends"] == 2
+    clock.advance(hours=21)  # past the 20 h horizon
+    run_sweep(engine, faststar, trusting, clock)
+    clock.advance(days=2)
+    run_sweep(engine, faststar, trusting, clock)
+    renewal = view(engine, sub_id)["renewals"][0]
+    assert renewal["status"] == "unknown"
+    assert renewal["attempts"][0]["sends"] == 2  # no third send
+    assert renewal["next_attempt_at"] is None
+    assert audit_actions(engine, sub_id).count("unknown_escalated") == 1
+    assert sandbox.charges() == []

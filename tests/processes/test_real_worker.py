@@ -62,6 +62,7 @@ class Stack:
             "RENEWALS_SWEEP_INTERVAL": "1",
             "RENEWALS_LEASE_SECONDS": str(LEASE_S),
             "RENEWALS_LOG_LEVEL": "INFO",
+            "RENEWALS_UNKNOWN_RECHECK_DELAYS": "1s",
             **extra,
         }
 
