@@ -142,6 +142,9 @@ class AttemptStatus(StrEnum):
     DECLINED = "declined"
     NOT_SENT = "not_sent"
     UNKNOWN = "unknown"
+    # An operator established that the unknown attempt charged nothing; its key is retired
+    # and the renewal gets a fresh attempt under a new key.
+    NOT_CHARGED = "not_charged"
 
 
 class AttemptEvent(StrEnum):
@@ -153,6 +156,7 @@ class AttemptEvent(StrEnum):
     RESENT = "resent"
     RESOLVED_PAID = "resolved_paid"
     RESOLVED_NOT_CHARGED = "resolved_not_charged"
+    CLOSED_NOT_CHARGED = "closed_not_charged"
 
 
 S = TypeVar("S", bound=StrEnum)
@@ -334,10 +338,12 @@ ATTEMPT_TRANSITIONS: TransitionTable[AttemptStatus, AttemptEvent] = TransitionTa
             _AttE.RESOLVED_NOT_CHARGED: _Att.NOT_SENT,
             # Trusted idempotency keys only: the same key is sent again (see RESENT_SAME_KEY).
             _AttE.RESENT: _Att.IN_FLIGHT,
+            _AttE.CLOSED_NOT_CHARGED: _Att.NOT_CHARGED,
         },
         _Att.SUCCEEDED: {},
         _Att.REQUIRES_ACTION: {},
         _Att.DECLINED: {},
+        _Att.NOT_CHARGED: {},
     },
 )
 

@@ -37,6 +37,7 @@ from renewals.domain.states import AttemptStatus, RenewalStatus, SubscriptionSta
 from renewals.models import (
     ChargeAttempt,
     Customer,
+    InboxEvent,
     OutboxMessage,
     PaymentMethod,
     Renewal,
@@ -59,6 +60,8 @@ class SweepResult:
     charge: list[int] = field(default_factory=list)
     checkout: list[int] = field(default_factory=list)
     action_follow_up: list[int] = field(default_factory=list)
+    poll_checkout: list[int] = field(default_factory=list)
+    webhooks: list[int] = field(default_factory=list)
     deliver: list[int] = field(default_factory=list)
     became_unknown: list[int] = field(default_factory=list)
 
@@ -70,6 +73,10 @@ def sweep(session: Session, *, now: datetime, settings: Settings) -> SweepResult
     result.charge = claim_due_renewals(session, now=now, settings=settings)
     result.checkout = claim_missing_checkouts(session, now=now, settings=settings)
     result.action_follow_up = claim_action_follow_ups(session, now=now, settings=settings)
+    result.poll_checkout = claim_checkout_polls(session, now=now, settings=settings)
+    result.webhooks = lease_rows(
+        session, InboxEvent, InboxEvent.status == "pending", now=now, settings=settings
+    )
     queue_pre_renewal_emails(session, now=now, settings=settings)  # delivered just below
     result.deliver = claim_due_messages(session, now=now, settings=settings)
     return result
@@ -215,7 +222,7 @@ def claimable_statuses(settings: Settings) -> list[RenewalStatus]:
     return statuses
 
 
-Leased = type[Renewal] | type[OutboxMessage]
+Leased = type[Renewal] | type[OutboxMessage] | type[InboxEvent]
 
 
 def lease_rows(
@@ -314,6 +321,21 @@ def queue_pre_renewal_emails(session: Session, *, now: datetime, settings: Setti
         )
         sub.notices_period_index = sub.next_period_index
     return len(rows)
+
+
+def claim_checkout_polls(session: Session, *, now: datetime, settings: Settings) -> list[int]:
+    """Open Checkout Sessions due for a status check (for deployments without webhooks)."""
+    if not settings.checkout_poll_interval:
+        return []
+    return lease_rows(
+        session,
+        Renewal,
+        Renewal.status == RenewalStatus.REQUIRES_ACTION,
+        Renewal.checkout_poll_at <= now,
+        now=now,
+        settings=settings,
+        order_by=Renewal.checkout_poll_at,
+    )
 
 
 def claim_due_messages(session: Session, *, now: datetime, settings: Settings) -> list[int]:

@@ -14,6 +14,8 @@ from renewals.worker.tasks import (
     charge,
     create_checkout,
     deliver_email,
+    poll_checkout,
+    process_webhook,
 )
 
 log = structlog.get_logger(__name__)
@@ -30,6 +32,10 @@ def run_sweep() -> SweepResult:
         create_checkout.delay(renewal_id)
     for renewal_id in result.action_follow_up:
         action_required_follow_up.delay(renewal_id)
+    for renewal_id in result.poll_checkout:
+        poll_checkout.delay(renewal_id)
+    for inbox_id in result.webhooks:
+        process_webhook.delay(inbox_id)
     for message_id in result.deliver:
         deliver_email.delay(message_id)
     if result.charge or result.became_unknown or result.materialised:

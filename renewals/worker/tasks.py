@@ -13,6 +13,7 @@ from renewals.notifications.delivery import deliver
 from renewals.runtime import get_runtime
 from renewals.services.charging import FollowUps, charge_renewal
 from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
+from renewals.services.reconciliation import poll_checkout_session, process_inbox_event
 from renewals.worker.celery_app import app
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,32 @@ def action_required_follow_up(renewal_id: int) -> None:
             settings=runtime.settings,
         )
         enqueue_follow_ups(follow)
+
+
+@app.task(name="renewals.process_webhook")
+def process_webhook(inbox_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task="process_webhook", inbox_id=inbox_id):
+        enqueue_follow_ups(
+            process_inbox_event(
+                runtime.engine, inbox_id, clock=runtime.clock, settings=runtime.settings
+            )
+        )
+
+
+@app.task(name="renewals.poll_checkout")
+def poll_checkout(renewal_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task="poll_checkout", renewal_id=renewal_id):
+        enqueue_follow_ups(
+            poll_checkout_session(
+                runtime.engine,
+                runtime.faststar,
+                renewal_id,
+                clock=runtime.clock,
+                settings=runtime.settings,
+            )
+        )
 
 
 @app.task(name="renewals.deliver_email")

@@ -93,6 +93,7 @@ ATTEMPT_EXPECTED = {
     ("unknown", "resolved_paid", "succeeded"),
     ("unknown", "resolved_not_charged", "not_sent"),
     ("unknown", "resent", "in_flight"),
+    ("unknown", "closed_not_charged", "not_charged"),
 }
 
 # The only ways out of unknown: reconciliation/operator, or re-sending the same idempotency
@@ -135,6 +136,7 @@ def test_status_values() -> None:
         "declined",
         "not_sent",
         "unknown",
+        "not_charged",
     }
 
 
@@ -215,6 +217,7 @@ def test_terminal_and_open_sets() -> None:
         AttemptStatus.SUCCEEDED,
         AttemptStatus.REQUIRES_ACTION,
         AttemptStatus.DECLINED,
+        AttemptStatus.NOT_CHARGED,
     } == TERMINAL_ATTEMPT_STATUSES
     assert frozenset(RenewalStatus) - TERMINAL_RENEWAL_STATUSES == OPEN_RENEWAL_STATUSES
     assert RenewalStatus.UNKNOWN in OPEN_RENEWAL_STATUSES

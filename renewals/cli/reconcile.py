@@ -1,0 +1,83 @@
+"""``renewals webhooks`` (the receiver) and ``renewals reconcile`` (operator resolution)."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+
+import click
+
+from renewals.cli.root import main, settings_or_exit
+from renewals.models.db import get_engine, unit_of_work
+from renewals.services.reconciliation import reconcile_paid, resolve_unknown_as_not_charged
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def webhooks(host: str, port: int) -> None:
+    """Serve the FastStar webhook endpoint: POST /webhooks/faststar."""
+    import uvicorn
+
+    from renewals.webhooks.app import WebhookApp
+    from renewals.worker.tasks import process_webhook
+
+    settings = settings_or_exit()
+
+    def hand_to_worker(inbox_id: int) -> None:
+        process_webhook.delay(inbox_id)
+
+    app = WebhookApp(
+        engine=get_engine(settings.database_url), settings=settings, on_stored=hand_to_worker
+    )
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
+
+
+@main.command()
+@click.argument("renewal_id", type=int)
+@click.option("--paid", "payment_intent_id", default=None, help="It did charge: the pi_ id.")
+@click.option("--not-charged", is_flag=True, help="It charged nothing: try again, new key.")
+@click.option("--reason", default=None, help="Why (required with --not-charged).")
+@click.option("--actor", default=None, help="Who decides (default: the login name).")
+def reconcile(
+    renewal_id: int,
+    payment_intent_id: str | None,
+    not_charged: bool,
+    reason: str | None,
+    actor: str | None,
+) -> None:
+    """Settle a renewal whose charge outcome is unknown."""
+    if (payment_intent_id is None) == (not not_charged):
+        raise click.UsageError("give exactly one of --paid pi_… or --not-charged")
+    if payment_intent_id is not None and not payment_intent_id.startswith("pi_"):
+        raise click.BadParameter("a FastStar payment id starts with pi_", param_hint="--paid")
+    if not_charged and not reason:
+        raise click.UsageError("--not-charged needs --reason")
+    settings = settings_or_exit()
+    who = f"operator:{actor or getpass.getuser()}"
+    engine = get_engine(settings.database_url)
+    now = datetime.now(UTC)
+    if payment_intent_id is not None:
+        outcome, follow = reconcile_paid(
+            engine,
+            renewal_id,
+            payment_intent_id,
+            now=now,
+            settings=settings,
+            actor=who,
+            reason=reason or "confirmed paid by an operator",
+        )
+        ok = outcome == "unknown resolved as paid"
+        if ok and follow.deliver_message_ids:
+            from renewals.worker.tasks import enqueue_follow_ups
+
+            enqueue_follow_ups(follow)
+    else:
+        with unit_of_work(engine) as session:
+            outcome = resolve_unknown_as_not_charged(
+                session, renewal_id, now=now, actor=who, reason=reason or ""
+            )
+        ok = outcome.startswith("resolved")
+    if not ok:
+        raise click.ClickException(f"renewal {renewal_id}: {outcome}")
+    click.echo(f"renewal {renewal_id}: {outcome}")
