@@ -58,7 +58,8 @@ def reconcile(
     engine = get_engine(settings.database_url)
     now = datetime.now(UTC)
     if payment_intent_id is not None:
-        outcome, follow = reconcile_paid(
+        # The receipt this queues goes out with the next sweep: the outbox is the record.
+        outcome, _ = reconcile_paid(
             engine,
             renewal_id,
             payment_intent_id,
@@ -68,10 +69,6 @@ def reconcile(
             reason=reason or "confirmed paid by an operator",
         )
         ok = outcome == "unknown resolved as paid"
-        if ok and follow.deliver_message_ids:
-            from renewals.worker.tasks import enqueue_follow_ups
-
-            enqueue_follow_ups(follow)
     else:
         with unit_of_work(engine) as session:
             outcome = resolve_unknown_as_not_charged(
