@@ -12,7 +12,7 @@ import functools
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     def secrets(self) -> tuple[str, ...]:
         """Secret values the log redactor must never let through."""
         values = [self.faststar_api_key.get_secret_value(), *self.webhook_secrets()]
+        mail_password = urlsplit(self.mail_url).password
+        if mail_password:  # the SMTP password inside RENEWALS_MAIL_URL
+            values += [mail_password, unquote(mail_password)]
         return tuple(v for v in values if len(v) >= 6)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from renewals.domain.periods import Interval
@@ -38,6 +38,11 @@ class PaymentMethod(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# A subscription whose next period has not had its pre-renewal notices; the sweep's query
+# repeats this condition word for word so that both databases use the partial index.
+NOTICE_DUE_SQL = "notices_period_index IS NULL OR notices_period_index < next_period_index"
+
+
 class Subscription(Base):
     """A recurring charge of ``amount`` every ``interval_count`` ``interval`` from ``anchor``.
 
@@ -47,7 +52,18 @@ class Subscription(Base):
     """
 
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_due", "status", "next_renewal_at"),)
+    __table_args__ = (
+        Index("ix_subscriptions_due", "status", "next_renewal_at"),
+        # The sweep's pre-renewal notice query: only subscriptions whose coming period has
+        # not had its notices yet, so rows already handled in the window are never re-read.
+        Index(
+            "ix_subscriptions_notice_due",
+            "status",
+            "next_renewal_at",
+            sqlite_where=text(NOTICE_DUE_SQL),
+            postgresql_where=text(NOTICE_DUE_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)

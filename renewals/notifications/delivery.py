@@ -1,9 +1,14 @@
 """Delivering one outbox row: claim it under lock, send outside any transaction, record.
 
 The claim (``pending`` → ``sending``) is what keeps a message delivered three times at once
-from sending three emails. A worker that dies between sending and recording leaves the row in
-``sending``; the sweep hands it back after its lease, so an email can at worst be repeated in
-that window (with the same Message-ID), never lost.
+from sending three emails. Afterwards the row is ``sent`` (with the time), ``failed`` (a
+permanent error: bad address or header, 5xx for the message), or ``pending`` again with
+``next_attempt_at`` on the backoff below (temporary errors, and unexpected ones, which are
+logged); ``attempts`` counts the sends and ``last_error`` keeps the redacted reason.
+
+A worker that dies between sending and recording leaves the row in ``sending``; the sweep
+hands it back after its lease, so an email can at worst be repeated in that window (with the
+same Message-ID), never lost.
 """
 
 from __future__ import annotations
@@ -67,17 +72,24 @@ def deliver(
     except TemporarySendError as exc:
         status, error = PENDING, str(exc)
         retry_at = clock() + retry_delay(attempts)
+    except Exception as exc:  # a bug (template, sender): record it and retry on the backoff
+        log.exception("email_error", message_id=message_id, kind=kind)
+        status, error = PENDING, f"unexpected {type(exc).__name__}: {exc}"
+        retry_at = clock() + retry_delay(attempts)
 
     done = clock()
     with unit_of_work(engine) as session:
         row = session.get_one(OutboxMessage, message_id, with_for_update=True)
-        if row.status != SENDING:  # the sweep reclaimed it meanwhile; the newer claim wins
-            return row.status
+        if row.status != SENDING or row.attempts != attempts:
+            return row.status  # the sweep reclaimed it meanwhile; the newer claim wins
         row.status = status
         row.lease_expires_at = None
         row.next_attempt_at = retry_at
         row.last_error = redact_text(error, settings.secrets()) if error else None
         if status == SENT:
             row.sent_at = done
-    log.info("email_" + status, message_id=message_id, kind=kind, attempts=attempts)
+    if status == SENT:
+        log.info("email_sent", message_id=message_id, kind=kind, attempts=attempts)
+    else:
+        log.warning("email_" + status, message_id=message_id, kind=kind, attempts=attempts)
     return status

@@ -5,12 +5,24 @@
 - ``file:///dir``: one ``.eml`` file per message (the embedded default);
 - ``console://``: printed to standard output.
 
-Senders raise :class:`TemporarySendError` (retry later: 4xx, refused connection, timeout) or
-:class:`PermanentSendError` (give up: 5xx, bad address).
+Senders raise :class:`TemporarySendError` (retry later) or :class:`PermanentSendError`
+(give up on this message). SMTP failures are classified by what they say about the message:
+
+- the server or our configuration is at fault, and every message would fail the same way:
+  temporary, so nothing is lost while it is fixed. Refused or dropped connections, timeouts,
+  TLS errors, any 4xx, and also 5xx answers to the greeting, EHLO, STARTTLS, AUTH or
+  ``MAIL FROM`` (a wrong password or sender address must not fail every email for good);
+- this message cannot be delivered as it is: permanent. A 5xx to ``RCPT TO`` (no such
+  recipient) or to ``DATA`` (content refused), or an internationalised address the server
+  cannot take (no SMTPUTF8).
+
+Credentials are only sent over TLS (STARTTLS or ``smtps``), except to a loopback relay: a
+server that stops offering STARTTLS cannot strip the password out of us.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
 import ssl
 import sys
@@ -68,6 +80,7 @@ class SmtpSender:
         username: str | None,
         password: str | None,
         ssl_context: ssl.SSLContext | None = None,
+        allow_plain_auth: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -75,35 +88,98 @@ class SmtpSender:
         self.username = username
         self.password = password
         self.ssl_context = ssl_context or ssl.create_default_context()
+        self.allow_plain_auth = allow_plain_auth
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> tuple[smtplib.SMTP, bool]:
+        """An open session, and whether it is encrypted."""
         if self.implicit_tls:
             return smtplib.SMTP_SSL(
                 self.host, self.port, timeout=SMTP_TIMEOUT_S, context=self.ssl_context
-            )
+            ), True
         smtp = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT_S)
-        smtp.ehlo()
-        if smtp.has_extn("starttls"):
+        try:
+            smtp.ehlo()
+            if not smtp.has_extn("starttls"):
+                return smtp, False
             smtp.starttls(context=self.ssl_context)
             smtp.ehlo()
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp, True
+
+    def _open(self) -> smtplib.SMTP:
+        """Connect, secure and log in; every failure here is the server's or the
+        configuration's, never the message's: temporary."""
+        try:
+            smtp, encrypted = self._connect()
+        except (TimeoutError, OSError) as exc:  # smtplib's errors are OSErrors too
+            raise TemporarySendError(f"SMTP unavailable: {_describe(exc)}") from None
+        try:
+            if self.username:
+                if not encrypted and not self.allow_plain_auth:
+                    raise TemporarySendError(
+                        "SMTP server did not offer STARTTLS: credentials are not sent in the "
+                        "clear (use smtps:// or a server with STARTTLS)"
+                    )
+                smtp.login(self.username, self.password or "")
+        except TemporarySendError:
+            smtp.close()
+            raise
+        except (TimeoutError, OSError) as exc:
+            smtp.close()
+            raise TemporarySendError(f"SMTP login failed: {_describe(exc)}") from None
         return smtp
 
     def send(self, message: EmailMessage) -> None:
+        smtp = self._open()
         try:
-            with self._connect() as smtp:
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                smtp.send_message(message)
+            smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
+            codes = sorted(code for code, _ in exc.recipients.values())
             if all(code >= 500 for code in codes):
                 raise PermanentSendError(f"recipient refused ({codes})") from None
             raise TemporarySendError(f"recipient deferred ({codes})") from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise TemporarySendError(
+                f"sender address refused (check RENEWALS_MAIL_FROM): {_describe(exc)}"
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentSendError(f"SMTP server cannot take this message: {exc}") from None
         except smtplib.SMTPResponseException as exc:
             kind = PermanentSendError if exc.smtp_code >= 500 else TemporarySendError
-            raise kind(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from None
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            raise TemporarySendError(f"SMTP unavailable: {type(exc).__name__}: {exc}") from None
+            raise kind(f"message refused: {_describe(exc)}") from None
+        except (TimeoutError, OSError) as exc:
+            raise TemporarySendError(f"SMTP unavailable: {_describe(exc)}") from None
+        finally:
+            _close(smtp)
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    """Say goodbye without letting a failed QUIT turn an accepted message into a retry."""
+    try:
+        smtp.quit()
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        error = exc.smtp_error
+        text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+        return f"SMTP {exc.smtp_code} {text}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def sender_from_url(url: str) -> Sender:
@@ -120,5 +196,6 @@ def sender_from_url(url: str) -> Sender:
             implicit_tls=implicit,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            allow_plain_auth=_is_loopback(parts.hostname or "localhost"),
         )
     raise ValueError(f"unsupported mail URL scheme {parts.scheme!r}")

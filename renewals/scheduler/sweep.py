@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -295,26 +295,34 @@ def claim_action_follow_ups(session: Session, *, now: datetime, settings: Settin
     )
 
 
-def queue_pre_renewal_emails(session: Session, *, now: datetime, settings: Settings) -> int:
-    """Subscriptions entering the notice window before their next renewal: the upcoming-
-    renewal notice (if switched on) and the expiring-card warning, once per period."""
-    policy = UpcomingRenewalPolicy(notice_days=settings.upcoming_notice_days)
-    rows = session.execute(
+def pre_renewal_notice_query(now: datetime, notice_days: int) -> Select[Any]:
+    """Active subscriptions renewing within ``notice_days`` whose coming period has had no
+    notices yet (the partial index ``ix_subscriptions_notice_due`` holds exactly those), and
+    that will really renew (not set to cancel at the period's end)."""
+    return (
         select(Subscription, Customer, PaymentMethod)
         .join(Customer, Customer.id == Subscription.customer_id)
         .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
         .where(Subscription.status == SubscriptionStatus.ACTIVE)
         .where(Subscription.next_renewal_at > now)
-        .where(Subscription.next_renewal_at <= now + timedelta(days=policy.notice_days))
+        .where(Subscription.next_renewal_at <= now + timedelta(days=notice_days))
         .where(
-            or_(
+            or_(  # NOTICE_DUE_SQL, the partial index's condition
                 Subscription.notices_period_index.is_(None),
                 Subscription.notices_period_index < Subscription.next_period_index,
             )
         )
+        .where(Subscription.cancel_at_period_end.is_(False))
         .limit(BATCH)
         .with_for_update(of=Subscription, skip_locked=True)
-    ).all()
+    )
+
+
+def queue_pre_renewal_emails(session: Session, *, now: datetime, settings: Settings) -> int:
+    """Subscriptions entering the notice window before their next renewal: the upcoming-
+    renewal notice (if switched on) and the expiring-card warning, once per period."""
+    policy = UpcomingRenewalPolicy(notice_days=settings.upcoming_notice_days)
+    rows = session.execute(pre_renewal_notice_query(now, policy.notice_days)).tuples().all()
     for sub, customer, card in rows:
         queue_pre_renewal_notices(
             session, sub, customer, card, now=now, upcoming=settings.upcoming_renewal_notice

@@ -28,11 +28,13 @@ from sqlalchemy.orm import Session
 
 from renewals.config import Settings
 from renewals.domain.dunning import (
+    ActionRequiredPolicy,
     DunningPolicy,
     FinalAction,
     FinalActionDue,
     NotSentBackoff,
     decide_after_decline,
+    parse_day_list,
 )
 from renewals.domain.money import InvalidChargeError, validate_charge
 from renewals.domain.states import (
@@ -372,12 +374,17 @@ def _on_authentication_required(
     outcome: AuthenticationRequired,
     *,
     now: datetime,
+    settings: Settings,
 ) -> None:
     attempt.status = attempt_transition(attempt.status, AttemptEvent.AUTHENTICATION_REQUIRED)
     attempt.http_status = outcome.http_status
     renewal.status = renewal_transition(renewal.status, RenewalEvent.AUTHENTICATION_REQUIRED)
     renewal.action_required_at = now
     renewal.next_attempt_at = None
+    # The reminder/expiry timeline starts now, link or no link: a Checkout Session that can
+    # never be created (FastStar refusing it) must not keep the renewal waiting forever.
+    renewal.reminders_sent = 0
+    renewal.action_wakeup_at = action_required_policy(settings).next_wakeup_at(now, 0)
     _move_subscription(session, sub, SubscriptionEvent.AUTHENTICATION_REQUIRED, now=now)
 
 
@@ -456,6 +463,14 @@ def dunning_policy(settings: Settings) -> DunningPolicy:
     )
 
 
+def action_required_policy(settings: Settings) -> ActionRequiredPolicy:
+    return ActionRequiredPolicy(
+        reminder_days=parse_day_list(settings.action_reminder_days, name="reminder days"),
+        expire_after_days=settings.action_expire_days,
+        final_action=FinalAction(settings.final_action),
+    )
+
+
 def record_outcome(
     session: Session,
     order: ChargeOrder,
@@ -489,7 +504,9 @@ def record_outcome(
         _on_paid(session, renewal, sub, attempt, outcome, now=now, late=late)
         details["payment_intent_id"] = outcome.payment_intent_id
     elif isinstance(outcome, AuthenticationRequired):
-        _on_authentication_required(session, renewal, sub, attempt, outcome, now=now)
+        _on_authentication_required(
+            session, renewal, sub, attempt, outcome, now=now, settings=settings
+        )
         follow.checkout_renewal_ids.append(renewal.id)
     elif isinstance(outcome, Declined):
         details |= _on_declined(session, renewal, sub, attempt, outcome, now=now, settings=settings)

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from renewals.config import Settings
-from renewals.domain.dunning import ActionRequiredPolicy, FinalAction, parse_day_list
+from renewals.domain.dunning import ActionRequiredPolicy
 from renewals.domain.states import (
     RenewalEvent,
     RenewalStatus,
@@ -46,7 +46,7 @@ from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure
 from renewals.notifications.outbox import queue_email
 from renewals.services.audit import audit
-from renewals.services.charging import FollowUps
+from renewals.services.charging import FollowUps, action_required_policy
 
 log = structlog.get_logger(__name__)
 
@@ -54,14 +54,6 @@ ACTION_REQUIRED_EMAIL = "action_required"
 REMINDER_EMAIL = "action_reminder"
 # A link about to expire is replaced too: the customer needs time to use it.
 LINK_MARGIN_S = 3600
-
-
-def action_required_policy(settings: Settings) -> ActionRequiredPolicy:
-    return ActionRequiredPolicy(
-        reminder_days=parse_day_list(settings.action_reminder_days, name="reminder days"),
-        expire_after_days=settings.action_expire_days,
-        final_action=FinalAction(settings.final_action),
-    )
 
 
 @dataclass(frozen=True, slots=True)

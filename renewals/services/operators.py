@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from renewals.domain.states import AttemptStatus, RenewalStatus
-from renewals.models import ChargeAttempt, Renewal
+from renewals.models import ChargeAttempt, PaymentReview, Renewal
 
 
 def unknown_renewals(session: Session) -> list[dict[str, Any]]:
@@ -34,4 +34,27 @@ def unknown_renewals(session: Session) -> list[dict[str, Any]]:
             "reason": attempt.error,
         }
         for renewal, attempt in rows
+    ]
+
+
+def payments_to_review(session: Session) -> list[dict[str, Any]]:
+    """Payments FastStar reported that an operator must act on (refunds due, unmatched)."""
+    rows = session.scalars(
+        select(PaymentReview)
+        .where(PaymentReview.resolved_at.is_(None))
+        .order_by(PaymentReview.created_at)
+    ).all()
+    return [
+        {
+            "kind": r.kind,
+            "payment_intent_id": r.payment_intent_id,
+            "amount": r.amount,
+            "currency": r.currency,
+            "customer_id": r.customer_faststar_id,
+            "renewal_id": r.renewal_id,
+            "source": r.source,
+            "reason": r.reason,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
     ]

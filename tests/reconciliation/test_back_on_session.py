@@ -197,6 +197,10 @@ def test_completion_after_cancellation_is_listed_for_refund(
     assert review.kind == "refund_due"
     assert review.payment_intent_id == sandbox.charges()[0]["payment_intent_id"]
     assert view(engine, sub_id)["status"] == "canceled"
+    listed = json.loads(_cli(hook_settings, "reviews", "--json").stdout)
+    assert [(r["kind"], r["payment_intent_id"]) for r in listed] == [
+        ("refund_due", review.payment_intent_id)
+    ]
 
 
 def test_lost_response_is_resolved_by_the_sandbox_webhook(

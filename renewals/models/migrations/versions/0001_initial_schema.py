@@ -95,6 +95,17 @@ def upgrade() -> None:
             batch_op.f("ix_subscriptions_customer_id"), ["customer_id"], unique=False
         )
         batch_op.create_index("ix_subscriptions_due", ["status", "next_renewal_at"], unique=False)
+        batch_op.create_index(
+            "ix_subscriptions_notice_due",
+            ["status", "next_renewal_at"],
+            unique=False,
+            sqlite_where=sa.text(
+                "notices_period_index IS NULL OR notices_period_index < next_period_index"
+            ),
+            postgresql_where=sa.text(
+                "notices_period_index IS NULL OR notices_period_index < next_period_index"
+            ),
+        )
 
     op.create_table(
         "renewals",
@@ -345,10 +356,20 @@ def downgrade() -> None:
 
     op.drop_table("charge_attempts")
     with op.batch_alter_table("renewals", schema=None) as batch_op:
+        batch_op.drop_index("ix_renewals_action_wakeup")
         batch_op.drop_index("ix_renewals_due")
 
     op.drop_table("renewals")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_subscriptions_notice_due",
+            sqlite_where=sa.text(
+                "notices_period_index IS NULL OR notices_period_index < next_period_index"
+            ),
+            postgresql_where=sa.text(
+                "notices_period_index IS NULL OR notices_period_index < next_period_index"
+            ),
+        )
         batch_op.drop_index("ix_subscriptions_due")
         batch_op.drop_index(batch_op.f("ix_subscriptions_customer_id"))
 
