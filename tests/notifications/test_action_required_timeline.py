@@ -3,36 +3,18 @@ Checkout Session first), then the final action on day 7. Time travel with the te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import Engine
 
 from renewals.config import Settings
 from renewals.faststar import FastStarClient
 from renewals.sandbox.testing import RunningSandbox
+from tests.notifications.conftest import plain_text
 from tests.support.factories import Clock
 from tests.support.inline import audit_actions, run_sweep, view
-from tests.support.smtp import Mailbox, smtp_server
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp_settings(settings: Settings, mailbox: Mailbox) -> Iterator[Settings]:
-    with smtp_server(mailbox) as port:
-        yield settings.model_copy(update={"mail_url": f"smtp://127.0.0.1:{port}"})
-
-
-def _text(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
+from tests.support.smtp import Mailbox
 
 
 def test_reminders_link_refresh_and_final_action(
@@ -49,8 +31,8 @@ def test_reminders_link_refresh_and_final_action(
     run_sweep(engine, faststar, smtp_settings, clock)
     first = view(engine, sub_id)["renewals"][0]
     [link_email] = mailbox.messages
-    assert first["checkout_url"] in _text(link_email)
-    assert "08 January 2026, 09:00 UTC" in _text(link_email)  # when the final action comes
+    assert first["checkout_url"] in plain_text(link_email)
+    assert "08 January 2026, 09:00 UTC" in plain_text(link_email)  # when the final action comes
 
     clock.now = start + timedelta(days=2, hours=23)
     run_sweep(engine, faststar, smtp_settings, clock)
@@ -62,8 +44,8 @@ def test_reminders_link_refresh_and_final_action(
     assert len(mailbox.messages) == 2
     reminder = mailbox.messages[1]
     assert reminder["Subject"].startswith("Reminder:")
-    assert first["checkout_url"] in _text(reminder)  # the link is still open: reused
-    assert "last reminder" not in _text(reminder)
+    assert first["checkout_url"] in plain_text(reminder)  # the link is still open: reused
+    assert "last reminder" not in plain_text(reminder)
 
     sandbox.expire_checkout(first["checkout_session_id"])
     clock.now = start + timedelta(days=6)
@@ -72,9 +54,9 @@ def test_reminders_link_refresh_and_final_action(
     assert renewal["checkout_session_id"] != first["checkout_session_id"]
     assert renewal["checkout_url"] != first["checkout_url"]
     last = mailbox.messages[2]
-    assert renewal["checkout_url"] in _text(last)
-    assert first["checkout_url"] not in _text(last)
-    assert "This is our last reminder" in _text(last)
+    assert renewal["checkout_url"] in plain_text(last)
+    assert first["checkout_url"] not in plain_text(last)
+    assert "This is our last reminder" in plain_text(last)
     assert faststar.get_checkout_session(renewal["checkout_session_id"]).status == "open"
 
     clock.now = start + timedelta(days=7)
@@ -86,7 +68,7 @@ def test_reminders_link_refresh_and_final_action(
     assert sub["renewals"][0]["status"] == "failed"
     assert len(mailbox.messages) == 4
     assert mailbox.messages[3]["Subject"].startswith("We could not collect")
-    assert "has been canceled" in _text(mailbox.messages[3])
+    assert "has been canceled" in plain_text(mailbox.messages[3])
     actions = audit_actions(engine, sub_id)
     assert "checkout_session_refreshed" in actions
     assert "action_expired" in actions
@@ -109,4 +91,4 @@ def test_after_downtime_one_reminder_covers_all_that_were_due(
     run_sweep(engine, faststar, smtp_settings, clock)
     subjects = [m["Subject"] for m in mailbox.messages]
     assert len(subjects) == 2
-    assert "This is our last reminder" in _text(mailbox.messages[1])
+    assert "This is our last reminder" in plain_text(mailbox.messages[1])

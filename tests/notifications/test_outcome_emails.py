@@ -3,35 +3,17 @@ attempt's date), final failure. Delivered through a real SMTP server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import Engine
 
 from renewals.config import Settings
 from renewals.faststar import FastStarClient
+from tests.notifications.conftest import plain_text
 from tests.support.factories import Clock
 from tests.support.inline import run_sweep, view
-from tests.support.smtp import Mailbox, smtp_server
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp_settings(settings: Settings, mailbox: Mailbox) -> Iterator[Settings]:
-    with smtp_server(mailbox) as port:
-        yield settings.model_copy(update={"mail_url": f"smtp://127.0.0.1:{port}"})
-
-
-def _text(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
+from tests.support.smtp import Mailbox
 
 
 def test_receipt_after_a_successful_renewal(
@@ -47,7 +29,7 @@ def test_receipt_after_a_successful_renewal(
     renewal = view(engine, sub_id)["renewals"][0]
     [receipt] = mailbox.messages
     assert receipt["Subject"] == "Receipt: 1,500 JPY paid to Example Merchant"
-    text = _text(receipt)
+    text = plain_text(receipt)
     assert renewal["payment_intent_id"] in text
     assert "ending in 4242" in text
     assert "01 January 2026" in text and "01 February 2026" in text
@@ -80,8 +62,8 @@ def test_each_decline_says_when_the_next_attempt_is_then_the_final_failure(
     run_sweep(engine, faststar, smtp_settings, clock)
     [first] = mailbox.messages
     assert first["Subject"] == "Your 1.500 BHD payment to Example Merchant did not go through"
-    assert "We will try again on 04 January 2026, 09:00 UTC" in _text(first)
-    assert "card_declined" in _text(first)
+    assert "We will try again on 04 January 2026, 09:00 UTC" in plain_text(first)
+    assert "card_declined" in plain_text(first)
 
     for day in (3, 5, 7):
         clock.now = start + timedelta(days=day)
@@ -90,9 +72,12 @@ def test_each_decline_says_when_the_next_attempt_is_then_the_final_failure(
     subjects = [m["Subject"] for m in mailbox.messages]
     assert len(subjects) == 4
     assert subjects[-1].startswith("We could not collect")
-    assert "has been canceled" in _text(mailbox.messages[-1])
+    assert "has been canceled" in plain_text(mailbox.messages[-1])
     nexts = [
-        line for m in mailbox.messages[:3] for line in _text(m).splitlines() if "try again" in line
+        line
+        for m in mailbox.messages[:3]
+        for line in plain_text(m).splitlines()
+        if "try again" in line
     ]
     assert [n.split(" on ")[1][:15] for n in nexts] == [
         "04 January 2026",
@@ -114,5 +99,5 @@ def test_a_hard_decline_sends_only_the_final_failure(
     run_sweep(engine, faststar, unpaid, clock)
     [message] = mailbox.messages
     assert message["Subject"].startswith("We could not collect")
-    assert "expired_card" in _text(message)
-    assert "now unpaid" in _text(message)
+    assert "expired_card" in plain_text(message)
+    assert "now unpaid" in plain_text(message)

@@ -3,11 +3,8 @@ card expires before the renewal date. Once per period, whatever the number of sw
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import Engine
 
 from renewals.config import Settings
@@ -15,22 +12,12 @@ from renewals.faststar import FastStarClient
 from renewals.models.db import unit_of_work
 from renewals.sandbox.client import SandboxCards
 from renewals.services.subscriptions import SavedCard, create_subscription
+from tests.notifications.conftest import plain_text
 from tests.support.factories import Clock
 from tests.support.inline import run_sweep
-from tests.support.smtp import Mailbox, smtp_server
+from tests.support.smtp import Mailbox
 
 RENEWS_AT = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp_settings(settings: Settings, mailbox: Mailbox) -> Iterator[Settings]:
-    with smtp_server(mailbox) as port:
-        yield settings.model_copy(update={"mail_url": f"smtp://127.0.0.1:{port}"})
 
 
 def _subscribe(engine: Engine, settings: Settings, faststar: FastStarClient, exp_year: int) -> int:
@@ -59,12 +46,6 @@ def _subscribe(engine: Engine, settings: Settings, faststar: FastStarClient, exp
         ).id
 
 
-def _text(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
-
-
 def test_card_expiring_warning_comes_in_the_notice_window_once(
     engine: Engine,
     faststar: FastStarClient,
@@ -83,8 +64,8 @@ def test_card_expiring_warning_comes_in_the_notice_window_once(
     assert warning["Subject"] == (
         "Your card expires before your next 19.99 EUR payment to Example Merchant"
     )
-    assert "ending in 4242 expires 12/2026" in _text(warning)
-    assert "05 January 2027" in _text(warning)
+    assert "ending in 4242 expires 12/2026" in plain_text(warning)
+    assert "05 January 2027" in plain_text(warning)
 
 
 def test_upcoming_renewal_notice_when_switched_on(
@@ -100,4 +81,4 @@ def test_upcoming_renewal_notice_when_switched_on(
     run_sweep(engine, faststar, noticing, clock)
     [notice] = mailbox.messages  # the card is fine: no warning
     assert notice["Subject"] == "Your Example Merchant subscription renews soon: 19.99 EUR"
-    assert "renews on 05 January 2027, 09:00 UTC" in _text(notice)
+    assert "renews on 05 January 2027, 09:00 UTC" in plain_text(notice)

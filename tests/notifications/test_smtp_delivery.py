@@ -26,11 +26,6 @@ from tests.support.inline import run_sweep, view
 from tests.support.smtp import Mailbox, free_port, smtp_server
 
 
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()

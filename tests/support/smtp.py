@@ -13,16 +13,32 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 @dataclass
 class Mailbox:
-    """What the server accepted; recipients listed in ``refuse`` get a permanent 550."""
+    """What the server accepted, and how it misbehaves on request: recipients listed in
+    ``refuse`` get a permanent 550; ``mail_reply`` answers MAIL FROM instead of 250;
+    ``data_replies`` answer the next DATA commands (one each) instead of accepting;
+    ``quit_reply`` answers QUIT instead of 221; ``logins`` records who logged in."""
 
     messages: list[EmailMessage] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    mail_reply: str | None = None
+    data_replies: list[str] = field(default_factory=list)
+    quit_reply: str | None = None
+    logins: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -33,12 +49,28 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            if self.data_replies:
+                return self.data_replies.pop(0)
         raw = envelope.original_content or b""
         message = message_from_bytes(raw, policy=policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:
             self.messages.append(message)
         return "250 Message accepted"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return self.quit_reply or "221 Bye"
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        """Accepts one account, ``us@er`` / ``p:ss w0rd``."""
+        assert isinstance(data, LoginPassword)
+        login, password = data.login.decode(), data.password.decode()
+        with self.lock:
+            self.logins.append((login, password))
+        return AuthResult(success=(login, password) == ("us@er", "p:ss w0rd"))
 
 
 def free_port() -> int:
@@ -55,15 +87,25 @@ def smtp_server(
     tls_context: ssl.SSLContext | None = None,
     require_starttls: bool = False,
     implicit_tls: ssl.SSLContext | None = None,
+    auth: bool = False,
+    smtputf8: bool = True,
 ) -> Iterator[int]:
     """Serve SMTP on 127.0.0.1 until the block ends; yields the port.
 
     ``tls_context`` offers STARTTLS (``require_starttls`` insists on it); ``implicit_tls``
-    serves SMTPS (TLS from the first byte).
+    serves SMTPS (TLS from the first byte); ``auth`` requires a login (see
+    :meth:`Mailbox.authenticate`; allowed without TLS, as our sender does towards loopback);
+    ``smtputf8`` offers SMTPUTF8 for internationalised addresses.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
     if tls_context is not None:
-        kwargs = {"tls_context": tls_context, "require_starttls": require_starttls}
+        kwargs |= {"tls_context": tls_context, "require_starttls": require_starttls}
+    if auth:
+        kwargs |= {
+            "authenticator": mailbox.authenticate,
+            "auth_required": True,
+            "auth_require_tls": False,
+        }
     controller = Controller(
         mailbox,
         hostname="127.0.0.1",
