@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from renewals.domain.dunning import parse_day_list, parse_durations
+from renewals.domain.reconciliation import UnknownRecheckPolicy
 
 ENV_PREFIX = "RENEWALS_"
 VAR_DIR = Path("var")
@@ -122,8 +123,10 @@ class Settings(BaseSettings):
     @field_validator("unknown_recheck_delays")
     @classmethod
     def _durations(cls, value: str) -> str:
-        if not parse_durations(value, name="delays"):
+        delays = parse_durations(value, name="delays")
+        if not delays:
             raise ValueError("give at least one delay, e.g. 5m,1h,24h")
+        UnknownRecheckPolicy(delays=delays)  # raises ValueError: zero or decreasing delays
         return value
 
     @field_validator("dunning_retry_days", "action_reminder_days")
@@ -143,14 +146,27 @@ class Settings(BaseSettings):
         return "json" if self.env == "production" else "console"
 
     def webhook_secrets(self) -> tuple[str, ...]:
-        """The current webhook secret first, then any old ones still valid during rotation."""
-        old = self.faststar_webhook_secrets_old.get_secret_value().split(",")
-        current = self.faststar_webhook_secret.get_secret_value()
-        return (current, *(s.strip() for s in old if s.strip()))
+        """The current webhook secret(s) first, then any old ones still valid during a
+        rotation. Both variables may list several secrets, comma-separated."""
+        listed = ",".join(
+            (
+                self.faststar_webhook_secret.get_secret_value(),
+                self.faststar_webhook_secrets_old.get_secret_value(),
+            )
+        )
+        return tuple(dict.fromkeys(s.strip() for s in listed.split(",") if s.strip()))
 
     @property
     def unknown_recheck(self) -> tuple[timedelta, ...]:
         return parse_durations(self.unknown_recheck_delays, name="recheck delays")
+
+    @property
+    def unknown_recheck_policy(self) -> UnknownRecheckPolicy:
+        """The janitor's backoff and the same-key retry horizon for unknown outcomes."""
+        return UnknownRecheckPolicy(
+            delays=self.unknown_recheck,
+            retry_horizon=timedelta(hours=self.unknown_retry_horizon_hours),
+        )
 
     def secrets(self) -> tuple[str, ...]:
         """Secret values the log redactor must never let through."""

@@ -214,12 +214,15 @@ class ActionRequiredPolicy:
 
     Reminders go out ``reminder_days`` after entering ``action_required``; if the customer
     never pays, the final action is due ``expire_after_days`` after entering it. Reminders
-    must fall before the expiry: one sent at or after it would point at a dead end.
+    must fall before the expiry: one sent at or after it would point at a dead end. A
+    reminder carries a fresh checkout link when the current one expires within
+    ``link_margin`` (the customer needs time to use it).
     """
 
     reminder_days: tuple[int, ...] = (3, 6)
     expire_after_days: int = 7
     final_action: FinalAction = FinalAction.CANCELED
+    link_margin: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
         days = _check_day_offsets(self.reminder_days, "reminder_days", allow_empty=True)
@@ -229,6 +232,8 @@ class ActionRequiredPolicy:
                 f"reminder_days {days} must all come before expire_after_days "
                 f"({self.expire_after_days})"
             )
+        if not isinstance(self.link_margin, timedelta) or self.link_margin < timedelta(0):
+            raise ValueError(f"link_margin must be a timedelta >= 0, got {self.link_margin!r}")
         object.__setattr__(self, "reminder_days", days)
         object.__setattr__(self, "final_action", FinalAction(self.final_action))
 
@@ -271,6 +276,16 @@ class ActionRequiredPolicy:
         if already_sent >= len(self.reminder_days):
             return None
         return self.reminder_at(entered_at, already_sent + 1)
+
+    def link_needs_refresh(self, link_expires_at: datetime | None, now: datetime) -> bool:
+        """Whether a reminder sent at ``now`` needs a new link: the current one has expired,
+        will within ``link_margin``, or its expiry is unknown."""
+        if link_expires_at is None:
+            return True
+        return (
+            require_utc(link_expires_at, "link_expires_at") - require_utc(now, "now")
+            < self.link_margin
+        )
 
     def next_wakeup_at(self, entered_at: datetime, already_sent: int) -> datetime:
         """The next moment the sweep must look at this renewal: a reminder or the expiry."""

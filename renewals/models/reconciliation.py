@@ -16,11 +16,18 @@ class InboxEvent(Base):
     """One FastStar webhook event, stored once (unique event id) before it is processed."""
 
     __tablename__ = "inbox_events"
-    __table_args__ = (Index("ix_inbox_events_due", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_inbox_events_due", "status", "received_at"),
+        # The janitor looks for a customer's payments received since an unknown attempt.
+        Index("ix_inbox_events_customer", "customer_id", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)  # evt_…
     type: Mapped[str] = mapped_column(String(64))
+    # Copied from a payment event's data (pi_…, cus_…) so they can be looked up.
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))  # pending | processed | ignored
     outcome: Mapped[str | None] = mapped_column(Text)

@@ -37,6 +37,7 @@ class Renewal(Base):
         UniqueConstraint("subscription_id", "period_start"),
         Index("ix_renewals_due", "status", "next_attempt_at"),
         Index("ix_renewals_action_wakeup", "status", "action_wakeup_at"),
+        Index("ix_renewals_checkout_poll", "status", "checkout_poll_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -64,7 +65,8 @@ class Renewal(Base):
     # must look again (next reminder or the final action), from ActionRequiredPolicy.
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     action_wakeup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # For deployments without webhooks: when to ask FastStar whether the session completed.
+    # For deployments without webhooks: when to ask FastStar whether the session completed
+    # (kept after the renewal failed, until the session expires: a late payment is a refund).
     checkout_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -93,6 +95,10 @@ class ChargeAttempt(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     sends: Mapped[int] = mapped_column(Integer, default=0)
+    # Unknown outcome only: how often the janitor has looked at it (its backoff), and when
+    # it was handed to operators (nothing settled it and no same-key retry was allowed).
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     http_status: Mapped[int | None] = mapped_column(Integer)
     decline_code: Mapped[str | None] = mapped_column(String(64))

@@ -59,12 +59,16 @@ def deliver(
         row.attempts += 1
         row.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
         kind, context, recipient = row.kind, dict(row.context), row.recipient
-        key, attempts = row.dedupe_key, row.attempts
+        key, attempts, queued_at = row.dedupe_key, row.attempts, row.created_at
 
     status, error, retry_at = SENT, None, None
     try:
         message = build_message(
-            render(kind, context, settings), recipient=recipient, dedupe_key=key, settings=settings
+            render(kind, context, settings),
+            recipient=recipient,
+            dedupe_key=key,
+            queued_at=queued_at,
+            settings=settings,
         )
         sender.send(message)
     except (InvalidEmail, PermanentSendError) as exc:

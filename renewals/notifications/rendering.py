@@ -9,10 +9,11 @@ from __future__ import annotations
 import email.policy
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -89,7 +90,7 @@ def _address(value: str, what: str) -> Address:
     _header(value, what)
     try:
         address = Address(addr_spec=value)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, MessageError) as exc:  # the parser raises all three
         raise InvalidEmail(f"{what} is not a valid address: {exc}") from None
     if not address.username or "." not in address.domain:
         raise InvalidEmail(f"{what} is not a valid address")
@@ -97,8 +98,15 @@ def _address(value: str, what: str) -> Address:
 
 
 def build_message(
-    rendered: RenderedEmail, *, recipient: str, dedupe_key: str, settings: Settings
+    rendered: RenderedEmail,
+    *,
+    recipient: str,
+    dedupe_key: str,
+    queued_at: datetime,
+    settings: Settings,
 ) -> EmailMessage:
+    """The message for one outbox row (``dedupe_key``, queued at ``queued_at``), or
+    :class:`InvalidEmail` when a header or an address cannot be used as it is."""
     # Long subjects are not folded: some folds start the header's value on a new line, which
     # clients then show with a leading blank. RFC 5322 allows 998 characters per line.
     message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
@@ -110,9 +118,11 @@ def build_message(
     message["To"] = _address(recipient, "recipient")
     message["Date"] = format_datetime(datetime.now().astimezone())
     domain = settings.mail_from.rpartition("@")[2] or "renewals.local"
-    # Derived from the outbox row, so a crash-window resend carries the same Message-ID and
-    # the receiving side can recognise it.
-    message["Message-ID"] = make_msgid(idstring=dedupe_key.replace(":", "."), domain=domain)
+    # Derived from the outbox row only, so a crash-window resend carries the same Message-ID
+    # and the receiving side can recognise it; the queueing instant keeps rows of a
+    # recreated database (whose ids start again) from reusing an old email's id.
+    stamp = queued_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
+    message["Message-ID"] = f"<{dedupe_key.replace(':', '.')}.{stamp}@{domain}>"
     message["X-Renewals-Key"] = dedupe_key
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")

@@ -271,12 +271,16 @@ def claim_due_renewals(session: Session, *, now: datetime, settings: Settings) -
 
 
 def claim_missing_checkouts(session: Session, *, now: datetime, settings: Settings) -> list[int]:
-    """Renewals that need authentication but whose Checkout Session was never created."""
+    """Renewals that need authentication but whose Checkout Session was never created.
+
+    Not those whose reminder or final action is due: the follow-up makes the link itself
+    (or ends the timeline), and a checkout that keeps failing must not starve it."""
     return lease_rows(
         session,
         Renewal,
         Renewal.status == RenewalStatus.REQUIRES_ACTION,
         Renewal.checkout_session_id.is_(None),
+        or_(Renewal.action_wakeup_at.is_(None), Renewal.action_wakeup_at > now),
         now=now,
         settings=settings,
     )

@@ -124,7 +124,7 @@ def new_idempotency_key() -> str:
     return f"rnw_{uuid.uuid4().hex}"
 
 
-def _lock_for_charge(
+def lock_renewal_with_card(
     session: Session, renewal_id: int
 ) -> tuple[Renewal, Subscription, Customer, PaymentMethod] | None:
     """The renewal and its subscription, locked, with the customer and card: one statement."""
@@ -201,15 +201,15 @@ def _refusal(
     return None
 
 
-def recheck_at(now: datetime, checks: int, settings: Settings) -> datetime:
-    """When an unknown outcome is next looked at (RENEWALS_UNKNOWN_RECHECK_DELAYS)."""
-    delays = settings.unknown_recheck
-    return now + delays[min(max(checks, 1), len(delays)) - 1]
+def recheck_at(now: datetime, checks_done: int, settings: Settings) -> datetime:
+    """When the janitor next looks at an unknown outcome, after ``checks_done`` looks
+    (RENEWALS_UNKNOWN_RECHECK_DELAYS)."""
+    return settings.unknown_recheck_policy.next_check_at(now, checks_done)
 
 
 def past_retry_horizon(attempt: ChargeAttempt, now: datetime, settings: Settings) -> bool:
     """True once the attempt's first send is older than RENEWALS_UNKNOWN_RETRY_HORIZON_HOURS."""
-    return now - attempt.created_at > timedelta(hours=settings.unknown_retry_horizon_hours)
+    return not settings.unknown_recheck_policy.within_horizon(attempt.created_at, now)
 
 
 def _attempt_to_send(
@@ -240,19 +240,8 @@ def _attempt_to_send(
         return Skipped("the previous attempt's outcome is unknown")
     elif attempt.status == AttemptStatus.UNKNOWN and past_retry_horizon(attempt, now, settings):
         # FastStar keeps keys for a limited time (undocumented): an old key may execute anew.
-        renewal.next_attempt_at = None
-        audit(
-            session,
-            now=now,
-            actor=ACTOR,
-            action="unknown_escalated",
-            subscription_id=renewal.subscription_id,
-            renewal_id=renewal.id,
-            attempt_id=attempt.id,
-            reason="first sent longer ago than the retry horizon; an operator must reconcile",
-        )
-        log.warning("unknown_escalated", renewal_id=renewal.id, attempt_id=attempt.id)
-        return Skipped("past the same-key retry horizon: escalated to operators")
+        # The janitor (services.reconciliation.recheck_unknown) escalates it to operators.
+        return Skipped("past the same-key retry horizon: left to the janitor and operators")
     else:
         # Not sent, or unknown with trusted keys: the same key either replays the first
         # outcome or executes the charge that never happened; it cannot charge twice.
@@ -266,7 +255,7 @@ def begin_charge(
     session: Session, renewal_id: int, *, now: datetime, settings: Settings
 ) -> ChargeOrder | Skipped | Refused:
     """Step 1: under lock, decide whether to charge, and commit the attempt if so."""
-    locked = _lock_for_charge(session, renewal_id)
+    locked = lock_renewal_with_card(session, renewal_id)
     if locked is None:
         return Skipped("no such renewal")
     renewal, sub, customer, card = locked
@@ -452,7 +441,7 @@ def _on_unknown(
     renewal.status = renewal_transition(renewal.status, RenewalEvent.OUTCOME_UNKNOWN)
     # Re-examined on a backoff: by a same-key retry when keys are trusted, otherwise by
     # reconciliation; never turned into paid or failed by guessing.
-    renewal.next_attempt_at = recheck_at(now, attempt.sends, settings)
+    renewal.next_attempt_at = recheck_at(now, attempt.checks, settings)
     renewal.last_error = outcome.reason
     log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason=outcome.reason)
 

@@ -52,8 +52,6 @@ log = structlog.get_logger(__name__)
 
 ACTION_REQUIRED_EMAIL = "action_required"
 REMINDER_EMAIL = "action_reminder"
-# A link about to expire is replaced too: the customer needs time to use it.
-LINK_MARGIN_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +290,7 @@ def follow_up_action_required(
             renewal.action_wakeup_at = policy.next_wakeup_at(entered, renewal.reminders_sent)
             renewal.lease_expires_at = None
             return follow
-        expires = renewal.checkout_expires_at
-        stale = expires is None or (expires - now).total_seconds() < LINK_MARGIN_S
+        stale = policy.link_needs_refresh(renewal.checkout_expires_at, now)
         request = _session_request(session, renewal, sub)
         session_id = renewal.checkout_session_id
 

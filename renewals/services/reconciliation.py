@@ -44,7 +44,6 @@ from renewals.models import (
     CheckoutSessionRecord,
     Customer,
     InboxEvent,
-    PaymentMethod,
     PaymentReview,
     Renewal,
     Subscription,
@@ -52,7 +51,7 @@ from renewals.models import (
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_receipt
 from renewals.services.audit import audit
-from renewals.services.charging import FollowUps
+from renewals.services.charging import FollowUps, lock_renewal_with_card
 
 log = structlog.get_logger(__name__)
 
@@ -71,20 +70,6 @@ class Payment:
     currency: str
     customer_id: str | None = None
     checkout_session_id: str | None = None
-
-
-def _lock(
-    session: Session, renewal_id: int
-) -> tuple[Renewal, Subscription, Customer, PaymentMethod] | None:
-    row = session.execute(
-        select(Renewal, Subscription, Customer, PaymentMethod)
-        .join(Subscription, Subscription.id == Renewal.subscription_id)
-        .join(Customer, Customer.id == Subscription.customer_id)
-        .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
-        .where(Renewal.id == renewal_id)
-        .with_for_update(of=[Renewal, Subscription])
-    ).one_or_none()
-    return (row[0], row[1], row[2], row[3]) if row else None
 
 
 def review(
@@ -145,7 +130,7 @@ def book_on_session_payment(
     """The customer paid a renewal's Checkout Session: the renewal succeeds and the
     subscription is active again, or, if that period is no longer billed, a refund is due.
     Returns what happened and the id of a receipt to deliver."""
-    locked = _lock(session, renewal_id)
+    locked = lock_renewal_with_card(session, renewal_id)
     if locked is None:
         return "no such renewal", None
     renewal, sub, customer, card = locked
@@ -232,7 +217,7 @@ def resolve_unknown_as_paid(
     reason: str,
 ) -> tuple[str, int | None]:
     """An unknown attempt did charge: book it (I2) with its payment id."""
-    locked = _lock(session, renewal_id)
+    locked = lock_renewal_with_card(session, renewal_id)
     if locked is None:
         return "no such renewal", None
     renewal, sub, customer, card = locked

@@ -7,8 +7,15 @@ database (``next_attempt_at``) and the sweep brings them back.
 
 from __future__ import annotations
 
-import structlog
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
+import structlog
+from sqlalchemy import Engine
+
+from renewals.config import Settings
+from renewals.faststar import FastStarClient
 from renewals.notifications.delivery import deliver
 from renewals.runtime import get_runtime
 from renewals.services.charging import FollowUps, charge_renewal
@@ -19,6 +26,21 @@ from renewals.worker.celery_app import app
 log = structlog.get_logger(__name__)
 
 
+class RenewalService(Protocol):
+    """The shape of every renewal service a task runs (mypy checks each one against it)."""
+
+    def __call__(
+        self,
+        engine: Engine,
+        client: FastStarClient,
+        renewal_id: int,
+        /,
+        *,
+        clock: Callable[[], datetime],
+        settings: Settings,
+    ) -> FollowUps: ...
+
+
 def enqueue_follow_ups(follow: FollowUps) -> None:
     for renewal_id in follow.checkout_renewal_ids:
         create_checkout.delay(renewal_id)
@@ -26,46 +48,38 @@ def enqueue_follow_ups(follow: FollowUps) -> None:
         deliver_email.delay(message_id)
 
 
+def _run_for_renewal(task: str, service: RenewalService, renewal_id: int) -> None:
+    runtime = get_runtime()
+    with structlog.contextvars.bound_contextvars(task=task, renewal_id=renewal_id):
+        enqueue_follow_ups(
+            service(
+                runtime.engine,
+                runtime.faststar,
+                renewal_id,
+                clock=runtime.clock,
+                settings=runtime.settings,
+            )
+        )
+
+
 @app.task(name="renewals.charge_renewal")
 def charge(renewal_id: int) -> None:
-    runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task="charge", renewal_id=renewal_id):
-        follow = charge_renewal(
-            runtime.engine,
-            runtime.faststar,
-            renewal_id,
-            clock=runtime.clock,
-            settings=runtime.settings,
-        )
-        enqueue_follow_ups(follow)
+    _run_for_renewal("charge", charge_renewal, renewal_id)
 
 
 @app.task(name="renewals.create_checkout")
 def create_checkout(renewal_id: int) -> None:
-    runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task="checkout", renewal_id=renewal_id):
-        follow = ensure_checkout_session(
-            runtime.engine,
-            runtime.faststar,
-            renewal_id,
-            clock=runtime.clock,
-            settings=runtime.settings,
-        )
-        enqueue_follow_ups(follow)
+    _run_for_renewal("checkout", ensure_checkout_session, renewal_id)
 
 
 @app.task(name="renewals.action_required_follow_up")
 def action_required_follow_up(renewal_id: int) -> None:
-    runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task="action_follow_up", renewal_id=renewal_id):
-        follow = follow_up_action_required(
-            runtime.engine,
-            runtime.faststar,
-            renewal_id,
-            clock=runtime.clock,
-            settings=runtime.settings,
-        )
-        enqueue_follow_ups(follow)
+    _run_for_renewal("action_follow_up", follow_up_action_required, renewal_id)
+
+
+@app.task(name="renewals.poll_checkout")
+def poll_checkout(renewal_id: int) -> None:
+    _run_for_renewal("poll_checkout", poll_checkout_session, renewal_id)
 
 
 @app.task(name="renewals.process_webhook")
@@ -75,21 +89,6 @@ def process_webhook(inbox_id: int) -> None:
         enqueue_follow_ups(
             process_inbox_event(
                 runtime.engine, inbox_id, clock=runtime.clock, settings=runtime.settings
-            )
-        )
-
-
-@app.task(name="renewals.poll_checkout")
-def poll_checkout(renewal_id: int) -> None:
-    runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task="poll_checkout", renewal_id=renewal_id):
-        enqueue_follow_ups(
-            poll_checkout_session(
-                runtime.engine,
-                runtime.faststar,
-                renewal_id,
-                clock=runtime.clock,
-                settings=runtime.settings,
             )
         )
 
