@@ -72,7 +72,9 @@ class UnknownRecheckPolicy:
             if after < before:
                 raise ValueError(f"delays must not decrease, got {after} after {before}")
         if not isinstance(self.retry_horizon, timedelta) or self.retry_horizon <= timedelta(0):
-            raise ValueError(f"retry_horizon must be a positive timedelta, got {self.retry_horizon}")
+            raise ValueError(
+                f"retry_horizon must be a positive timedelta, got {self.retry_horizon}"
+            )
         object.__setattr__(self, "delays", delays)
 
     def delay(self, checks_done: int) -> timedelta:

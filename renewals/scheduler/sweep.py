@@ -61,6 +61,7 @@ class SweepResult:
     checkout: list[int] = field(default_factory=list)
     action_follow_up: list[int] = field(default_factory=list)
     poll_checkout: list[int] = field(default_factory=list)
+    recheck_unknown: list[int] = field(default_factory=list)
     webhooks: list[int] = field(default_factory=list)
     deliver: list[int] = field(default_factory=list)
     became_unknown: list[int] = field(default_factory=list)
@@ -74,6 +75,15 @@ def sweep(session: Session, *, now: datetime, settings: Settings) -> SweepResult
     result.checkout = claim_missing_checkouts(session, now=now, settings=settings)
     result.action_follow_up = claim_action_follow_ups(session, now=now, settings=settings)
     result.poll_checkout = claim_checkout_polls(session, now=now, settings=settings)
+    if not settings.trust_idempotency_keys:  # with trusted keys the charge path re-sends
+        result.recheck_unknown = lease_rows(
+            session,
+            Renewal,
+            Renewal.status == RenewalStatus.UNKNOWN,
+            Renewal.next_attempt_at <= now,
+            now=now,
+            settings=settings,
+        )
     result.webhooks = lease_rows(
         session, InboxEvent, InboxEvent.status == "pending", now=now, settings=settings
     )

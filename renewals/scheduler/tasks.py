@@ -16,6 +16,7 @@ from renewals.worker.tasks import (
     deliver_email,
     poll_checkout,
     process_webhook,
+    recheck_unknown_outcome,
 )
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,8 @@ def run_sweep() -> SweepResult:
         action_required_follow_up.delay(renewal_id)
     for renewal_id in result.poll_checkout:
         poll_checkout.delay(renewal_id)
+    for renewal_id in result.recheck_unknown:
+        recheck_unknown_outcome.delay(renewal_id)
     for inbox_id in result.webhooks:
         process_webhook.delay(inbox_id)
     for message_id in result.deliver:

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -40,6 +40,7 @@ from renewals.domain.states import (
 )
 from renewals.faststar import FastStarClient, FastStarError
 from renewals.models import (
+    AuditEvent,
     ChargeAttempt,
     CheckoutSessionRecord,
     Customer,
@@ -51,7 +52,7 @@ from renewals.models import (
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_receipt
 from renewals.services.audit import audit
-from renewals.services.charging import FollowUps, lock_renewal_with_card
+from renewals.services.charging import FollowUps, lock_renewal_with_card, recheck_at
 
 log = structlog.get_logger(__name__)
 
@@ -475,7 +476,94 @@ __all__ = [
     "book_on_session_payment",
     "poll_checkout_session",
     "process_inbox_event",
+    "recheck_unknown",
     "reconcile_paid",
     "resolve_unknown_as_not_charged",
     "resolve_unknown_as_paid",
 ]
+
+
+def recheck_unknown(
+    engine: Engine,
+    client: FastStarClient,
+    renewal_id: int,
+    *,
+    clock: Callable[[], datetime],
+    settings: Settings,
+) -> FollowUps:
+    """The janitor for an unknown outcome when keys are not trusted: settle it from a payment
+    FastStar already reported (listed as unmatched when it came), or look again later on the
+    recheck backoff, telling operators the first time."""
+    del client  # FastStar documents no way to look a charge up; only what it reported counts
+    follow = FollowUps()
+    now = clock()
+    with unit_of_work(engine) as session:
+        row = session.execute(
+            select(Renewal, ChargeAttempt, Customer)
+            .join(ChargeAttempt, ChargeAttempt.renewal_id == Renewal.id)
+            .join(Subscription, Subscription.id == Renewal.subscription_id)
+            .join(Customer, Customer.id == Subscription.customer_id)
+            .where(Renewal.id == renewal_id, ChargeAttempt.status == AttemptStatus.UNKNOWN)
+            .with_for_update(of=Renewal)
+        ).one_or_none()
+        if row is None or row[0].status != RenewalStatus.UNKNOWN:
+            return follow
+        renewal, attempt, customer = row
+        reported = session.scalars(
+            select(PaymentReview)
+            .where(PaymentReview.kind == UNMATCHED, PaymentReview.resolved_at.is_(None))
+            .where(PaymentReview.customer_faststar_id == customer.faststar_id)
+            .where(PaymentReview.amount == attempt.amount)
+            .where(PaymentReview.currency == attempt.currency)
+            .where(PaymentReview.created_at >= attempt.created_at)
+        ).all()
+        if len(reported) == 1:
+            match = reported[0]
+            payment = Payment(match.payment_intent_id, match.amount, match.currency)
+            outcome, receipt = resolve_unknown_as_paid(
+                session,
+                renewal.id,
+                payment,
+                now=now,
+                settings=settings,
+                actor="janitor",
+                reason="matched a payment FastStar reported earlier",
+            )
+            match.resolved_at = now
+            follow.deliver_message_ids += [receipt] if receipt is not None else []
+            log.info("unknown_rechecked", renewal_id=renewal.id, outcome=outcome)
+            return follow
+        checks = 1 + int(
+            session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.renewal_id == renewal.id)
+                .where(AuditEvent.action == "unknown_rechecked")
+            )
+            or 0
+        )
+        audit(
+            session,
+            now=now,
+            actor="janitor",
+            action="unknown_rechecked",
+            subscription_id=renewal.subscription_id,
+            renewal_id=renewal.id,
+            attempt_id=attempt.id,
+            details={"check": checks},
+        )
+        if checks == 1:
+            audit(
+                session,
+                now=now,
+                actor="janitor",
+                action="unknown_escalated",
+                subscription_id=renewal.subscription_id,
+                renewal_id=renewal.id,
+                attempt_id=attempt.id,
+                reason="no payment reported for it; an operator must reconcile",
+            )
+            log.warning("unknown_escalated", renewal_id=renewal.id)
+        renewal.next_attempt_at = recheck_at(now, checks + 1, settings)
+        renewal.lease_expires_at = None
+    return follow

@@ -20,7 +20,11 @@ from renewals.notifications.delivery import deliver
 from renewals.runtime import get_runtime
 from renewals.services.charging import FollowUps, charge_renewal
 from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
-from renewals.services.reconciliation import poll_checkout_session, process_inbox_event
+from renewals.services.reconciliation import (
+    poll_checkout_session,
+    process_inbox_event,
+    recheck_unknown,
+)
 from renewals.worker.celery_app import app
 
 log = structlog.get_logger(__name__)
@@ -80,6 +84,11 @@ def action_required_follow_up(renewal_id: int) -> None:
 @app.task(name="renewals.poll_checkout")
 def poll_checkout(renewal_id: int) -> None:
     _run_for_renewal("poll_checkout", poll_checkout_session, renewal_id)
+
+
+@app.task(name="renewals.recheck_unknown")
+def recheck_unknown_outcome(renewal_id: int) -> None:
+    _run_for_renewal("recheck_unknown", recheck_unknown, renewal_id)
 
 
 @app.task(name="renewals.process_webhook")

@@ -16,7 +16,11 @@ from renewals.notifications.senders import sender_from_url
 from renewals.scheduler.sweep import SweepResult, sweep
 from renewals.services.charging import FollowUps, charge_renewal
 from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
-from renewals.services.reconciliation import poll_checkout_session, process_inbox_event
+from renewals.services.reconciliation import (
+    poll_checkout_session,
+    process_inbox_event,
+    recheck_unknown,
+)
 from renewals.services.subscriptions import subscription_views
 from tests.support.factories import Clock
 
@@ -46,6 +50,9 @@ def run_sweep(
         follow.deliver_message_ids += more.deliver_message_ids
     for inbox_id in result.webhooks:
         more = process_inbox_event(engine, inbox_id, clock=clock, settings=settings)
+        follow.deliver_message_ids += more.deliver_message_ids
+    for renewal_id in result.recheck_unknown:
+        more = recheck_unknown(engine, client, renewal_id, clock=clock, settings=settings)
         follow.deliver_message_ids += more.deliver_message_ids
     for renewal_id in result.poll_checkout:
         more = poll_checkout_session(engine, client, renewal_id, clock=clock, settings=settings)
