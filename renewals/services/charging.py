@@ -240,8 +240,19 @@ def _attempt_to_send(
         return Skipped("the previous attempt's outcome is unknown")
     elif attempt.status == AttemptStatus.UNKNOWN and past_retry_horizon(attempt, now, settings):
         # FastStar keeps keys for a limited time (undocumented): an old key may execute anew.
-        # The janitor (services.reconciliation.recheck_unknown) escalates it to operators.
-        return Skipped("past the same-key retry horizon: left to the janitor and operators")
+        renewal.next_attempt_at = None
+        audit(
+            session,
+            now=now,
+            actor=ACTOR,
+            action="unknown_escalated",
+            subscription_id=renewal.subscription_id,
+            renewal_id=renewal.id,
+            attempt_id=attempt.id,
+            reason="first sent longer ago than the retry horizon; an operator must reconcile",
+        )
+        log.warning("unknown_escalated", renewal_id=renewal.id, attempt_id=attempt.id)
+        return Skipped("past the same-key retry horizon: escalated to operators")
     else:
         # Not sent, or unknown with trusted keys: the same key either replays the first
         # outcome or executes the charge that never happened; it cannot charge twice.

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -40,7 +40,6 @@ from renewals.domain.states import (
 )
 from renewals.faststar import FastStarClient, FastStarError
 from renewals.models import (
-    AuditEvent,
     ChargeAttempt,
     CheckoutSessionRecord,
     Customer,
@@ -533,15 +532,8 @@ def recheck_unknown(
             follow.deliver_message_ids += [receipt] if receipt is not None else []
             log.info("unknown_rechecked", renewal_id=renewal.id, outcome=outcome)
             return follow
-        checks = 1 + int(
-            session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(AuditEvent.renewal_id == renewal.id)
-                .where(AuditEvent.action == "unknown_rechecked")
-            )
-            or 0
-        )
+        attempt.checks += 1
+        checks = attempt.checks
         audit(
             session,
             now=now,
@@ -564,6 +556,6 @@ def recheck_unknown(
                 reason="no payment reported for it; an operator must reconcile",
             )
             log.warning("unknown_escalated", renewal_id=renewal.id)
-        renewal.next_attempt_at = recheck_at(now, checks + 1, settings)
+        renewal.next_attempt_at = recheck_at(now, checks, settings)
         renewal.lease_expires_at = None
     return follow

@@ -1,0 +1,86 @@
+"""The janitor for unknown outcomes when keys are not trusted: it looks again on the backoff,
+tells operators once, and settles the attempt from a payment FastStar reported earlier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import Engine, select
+
+from renewals.config import Settings
+from renewals.faststar import FastStarClient
+from renewals.models import PaymentReview
+from renewals.models.db import unit_of_work
+from renewals.sandbox.testing import RunningSandbox
+from renewals.services.reconciliation import Payment, review
+from tests.support.celery_processes import black_hole
+from tests.support.factories import Clock
+from tests.support.inline import audit_actions, run_sweep, view
+
+
+def _unknown(
+    engine: Engine, settings: Settings, clock: Clock, sandbox: RunningSandbox, sub_id: int
+) -> None:
+    with black_hole() as port:
+        url = f"http://127.0.0.1:{port}/api/v1"
+        with FastStarClient(url, sandbox.api_key, timeout=httpx.Timeout(0.5)) as dead:
+            run_sweep(engine, dead, settings, clock)
+    assert view(engine, sub_id)["renewals"][0]["status"] == "unknown"
+
+
+def test_unknown_is_rechecked_on_the_backoff_and_escalated_once(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    sub_id = make_subscription("success", renews_at=clock.now)
+    _unknown(engine, settings, clock, sandbox, sub_id)
+    for step in (timedelta(minutes=5), timedelta(hours=1), timedelta(hours=24)):
+        clock.advance(seconds=step.total_seconds())
+        run_sweep(engine, faststar, settings, clock)
+        run_sweep(engine, faststar, settings, clock)  # not due again at once
+    actions = audit_actions(engine, sub_id)
+    assert actions.count("unknown_rechecked") == 3
+    assert actions.count("unknown_escalated") == 1
+    renewal = view(engine, sub_id)["renewals"][0]
+    assert renewal["status"] == "unknown"
+    assert [a["sends"] for a in renewal["attempts"]] == [1]  # never re-sent untrusted
+    assert sandbox.charges() == []
+
+
+def test_a_payment_reported_earlier_settles_the_unknown_attempt(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    sub_id = make_subscription("success", renews_at=clock.now)
+    _unknown(engine, settings, clock, sandbox, sub_id)
+    customer = view(engine, sub_id)["customer_id"]
+    with unit_of_work(engine) as session:  # reported while it could not be matched yet
+        review(
+            session,
+            Payment("pi_reported_earlier", 1999, "USD", customer),
+            kind="unmatched",
+            reason="no renewal of ours matches this payment",
+            now=clock(),
+            source="webhook",
+        )
+    clock.advance(minutes=5)
+    run_sweep(engine, faststar, settings, clock)
+    renewal = view(engine, sub_id)["renewals"][0]
+    assert (renewal["status"], renewal["payment_intent_id"]) == (
+        "succeeded",
+        "pi_reported_earlier",
+    )
+    with unit_of_work(engine) as session:
+        [row] = session.scalars(select(PaymentReview)).all()
+    assert row.resolved_at is not None
+    assert view(engine, sub_id)["status"] == "active"
