@@ -208,6 +208,21 @@ def test_next_wakeup() -> None:
     assert ActionRequiredPolicy(reminder_days=()).next_wakeup_at(T0, 0) == T0 + 7 * DAY
 
 
+def test_a_reminder_needs_a_new_link_when_the_old_one_is_dead_or_about_to_be() -> None:
+    policy = ActionRequiredPolicy()
+    assert policy.link_margin == timedelta(hours=1)
+    now = T0 + 3 * DAY
+    assert policy.link_needs_refresh(None, now)  # expiry unknown
+    assert policy.link_needs_refresh(now - timedelta(seconds=1), now)  # expired
+    assert policy.link_needs_refresh(now + timedelta(minutes=59), now)  # too late to use
+    assert not policy.link_needs_refresh(now + timedelta(hours=1), now)
+    assert not ActionRequiredPolicy(link_margin=timedelta(0)).link_needs_refresh(now, now)
+    with pytest.raises(ValueError, match="naive"):
+        policy.link_needs_refresh(datetime(2024, 3, 20), now)
+    with pytest.raises(ValueError, match="link_margin"):
+        ActionRequiredPolicy(link_margin=timedelta(minutes=-1))
+
+
 def test_action_required_policy_validation() -> None:
     with pytest.raises(ValueError, match="before expire_after_days"):
         ActionRequiredPolicy(reminder_days=(3, 7), expire_after_days=7)

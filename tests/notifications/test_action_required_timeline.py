@@ -92,3 +92,59 @@ def test_after_downtime_one_reminder_covers_all_that_were_due(
     subjects = [m["Subject"] for m in mailbox.messages]
     assert len(subjects) == 2
     assert "This is our last reminder" in plain_text(mailbox.messages[1])
+
+
+def test_the_timeline_ends_even_when_no_checkout_link_can_ever_be_made(
+    engine: Engine,
+    faststar: FastStarClient,
+    smtp_settings: Settings,
+    clock: Clock,
+    mailbox: Mailbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    # Merchant of record without a price: FastStar cannot be asked for a session, so there
+    # is never a link to send. The renewal must not wait for one forever.
+    broken = smtp_settings.model_copy(update={"merchant_of_record": True})
+    start = clock.now
+    sub_id = make_subscription("sca", renews_at=start)
+    for day in (0, 3, 6):
+        clock.now = start + timedelta(days=day)
+        run_sweep(engine, faststar, broken, clock)
+        assert mailbox.messages == []  # no link, no link email
+    assert view(engine, sub_id)["status"] == "action_required"
+    clock.now = start + timedelta(days=7)
+    run_sweep(engine, faststar, broken, clock)
+    sub = view(engine, sub_id)
+    assert (sub["status"], sub["renewals"][0]["status"]) == ("canceled", "failed")
+    [final] = mailbox.messages
+    assert final["Subject"].startswith("We could not collect")
+    assert "the payment was not confirmed" in plain_text(final)
+
+
+def test_unpaid_as_the_final_action(
+    engine: Engine,
+    faststar: FastStarClient,
+    smtp_settings: Settings,
+    clock: Clock,
+    mailbox: Mailbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    unpaid = smtp_settings.model_copy(
+        update={"final_action": "unpaid", "action_reminder_days": "2", "action_expire_days": 4}
+    )
+    start = clock.now
+    sub_id = make_subscription("sca", renews_at=start)
+    run_sweep(engine, faststar, unpaid, clock)
+    assert "09:00 UTC, your subscription will be unpaid" in plain_text(mailbox.messages[0])
+    for day in (1, 2, 3, 4):
+        clock.now = start + timedelta(days=day)
+        run_sweep(engine, faststar, unpaid, clock)
+    subjects = [m["Subject"].split(":")[0] for m in mailbox.messages]
+    assert subjects == [
+        "Action required",
+        "Reminder",
+        "We could not collect 19.99 USD for your Example Merchant subscription",
+    ]
+    assert "This is our last reminder" in plain_text(mailbox.messages[1])  # the only one
+    assert "now unpaid" in plain_text(mailbox.messages[2])
+    assert view(engine, sub_id)["status"] == "unpaid"

@@ -4,13 +4,16 @@ card expires before the renewal date. Once per period, whatever the number of sw
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Executable, event, text
 
 from renewals.config import Settings
 from renewals.faststar import FastStarClient
+from renewals.models import Subscription
 from renewals.models.db import unit_of_work
 from renewals.sandbox.client import SandboxCards
+from renewals.scheduler.sweep import pre_renewal_notice_query
 from renewals.services.subscriptions import SavedCard, create_subscription
 from tests.notifications.conftest import plain_text
 from tests.support.factories import Clock
@@ -82,3 +85,46 @@ def test_upcoming_renewal_notice_when_switched_on(
     [notice] = mailbox.messages  # the card is fine: no warning
     assert notice["Subject"] == "Your Example Merchant subscription renews soon: 19.99 EUR"
     assert "renews on 05 January 2027, 09:00 UTC" in plain_text(notice)
+
+
+def test_no_notices_for_a_subscription_that_ends_with_its_period(
+    engine: Engine,
+    faststar: FastStarClient,
+    smtp_settings: Settings,
+    mailbox: Mailbox,
+) -> None:
+    sub_id = _subscribe(engine, smtp_settings, faststar, exp_year=2026)  # would be warned
+    with unit_of_work(engine) as session:
+        session.get_one(Subscription, sub_id).cancel_at_period_end = True
+    noticing = smtp_settings.model_copy(update={"upcoming_renewal_notice": True})
+    run_sweep(engine, faststar, noticing, Clock(RENEWS_AT - timedelta(days=3)))
+    assert mailbox.messages == []
+
+
+def _plan(connection: Connection, query: Executable) -> str:
+    """The database's plan for ``query``, with its parameters bound as usual."""
+    explain = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
+
+    def prefix(*args: Any) -> tuple[str, Any]:
+        return explain + args[2], args[3]
+
+    event.listen(connection, "before_cursor_execute", prefix, retval=True)
+    try:
+        return "\n".join(str(tuple(row)) for row in connection.execute(query))
+    finally:
+        event.remove(connection, "before_cursor_execute", prefix)
+
+
+def test_the_notice_query_reads_only_subscriptions_still_owed_their_notices(
+    engine: Engine,
+) -> None:
+    # Without the plain (status, next_renewal_at) index the database must either use the
+    # partial index, whose rows are the subscriptions still owed their notices, or scan.
+    query = pre_renewal_notice_query(RENEWS_AT, 7)
+    with engine.connect() as connection, connection.begin() as transaction:
+        connection.execute(text("DROP INDEX ix_subscriptions_due"))
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = _plan(connection, query)
+        transaction.rollback()
+    assert "ix_subscriptions_notice_due" in plan, plan

@@ -70,7 +70,8 @@ class Mailbox:
         login, password = data.login.decode(), data.password.decode()
         with self.lock:
             self.logins.append((login, password))
-        return AuthResult(success=(login, password) == ("us@er", "p:ss w0rd"))
+        # handled=False: the server answers 535 itself on a failure.
+        return AuthResult(success=(login, password) == ("us@er", "p:ss w0rd"), handled=False)
 
 
 def free_port() -> int:
@@ -93,7 +94,7 @@ def smtp_server(
     """Serve SMTP on 127.0.0.1 until the block ends; yields the port.
 
     ``tls_context`` offers STARTTLS (``require_starttls`` insists on it); ``implicit_tls``
-    serves SMTPS (TLS from the first byte); ``auth`` requires a login (see
+    serves SMTPS (TLS from the first byte); ``auth`` offers AUTH (see
     :meth:`Mailbox.authenticate`; allowed without TLS, as our sender does towards loopback);
     ``smtputf8`` offers SMTPUTF8 for internationalised addresses.
     """
@@ -101,11 +102,7 @@ def smtp_server(
     if tls_context is not None:
         kwargs |= {"tls_context": tls_context, "require_starttls": require_starttls}
     if auth:
-        kwargs |= {
-            "authenticator": mailbox.authenticate,
-            "auth_required": True,
-            "auth_require_tls": False,
-        }
+        kwargs |= {"authenticator": mailbox.authenticate, "auth_require_tls": False}
     controller = Controller(
         mailbox,
         hostname="127.0.0.1",
