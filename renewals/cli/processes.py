@@ -40,9 +40,11 @@ def worker(ctx: click.Context) -> None:
 @click.pass_context
 def scheduler(ctx: click.Context) -> None:
     """Run Celery beat, which starts the sweep every RENEWALS_SWEEP_INTERVAL seconds."""
-    settings_or_exit()
+    settings = settings_or_exit()
+    from renewals.scheduler.beat import beat_schedule
     from renewals.worker.celery_app import app
 
+    app.conf.beat_schedule = beat_schedule(settings)
     schedule = Path("var") / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule), *ctx.args])

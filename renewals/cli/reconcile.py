@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import click
 
 from renewals.cli.root import main, settings_or_exit
-from renewals.models.db import get_engine, unit_of_work
-from renewals.services.reconciliation import reconcile_paid, resolve_unknown_as_not_charged
+from renewals.models.db import get_engine
+from renewals.services.reconcile import reconcile_paid, settle_not_charged
 
 
 @main.command()
@@ -19,13 +19,14 @@ def webhooks(host: str, port: int) -> None:
     """Serve the FastStar webhook endpoint: POST /webhooks/faststar."""
     import uvicorn
 
+    from renewals.domain.work import Work
     from renewals.webhooks.app import WebhookApp
-    from renewals.worker.tasks import process_webhook
+    from renewals.worker.tasks import TASKS
 
     settings = settings_or_exit()
 
     def hand_to_worker(inbox_id: int) -> None:
-        process_webhook.delay(inbox_id)
+        TASKS[Work.WEBHOOK].delay(inbox_id)
 
     app = WebhookApp(
         engine=get_engine(settings.database_url), settings=settings, on_stored=hand_to_worker
@@ -70,10 +71,7 @@ def reconcile(
         )
         ok = outcome == "unknown resolved as paid"
     else:
-        with unit_of_work(engine) as session:
-            outcome = resolve_unknown_as_not_charged(
-                session, renewal_id, now=now, actor=who, reason=reason or ""
-            )
+        outcome = settle_not_charged(engine, renewal_id, now=now, actor=who, reason=reason or "")
         ok = outcome.startswith("resolved")
     if not ok:
         raise click.ClickException(f"renewal {renewal_id}: {outcome}")

@@ -33,6 +33,8 @@ Renewal of one period::
     requires_action|retry_scheduled ──paid_on_session──▶ succeeded
     requires_action ──action_expired──▶ failed
     pending|retry_scheduled|requires_action ──abandoned──▶ failed  (subscription ended)
+    pending|retry_scheduled ──refused──▶ failed  (pre-charge checks: bad input, detached card)
+    failed ──paid_on_session──▶ succeeded     (only while the subscription is unpaid)
 
 ``unknown`` is left only by reconciliation or an operator (``resolved_*``), or, when the
 operator has declared FastStar's idempotency keys trustworthy, by re-sending the unknown
@@ -45,6 +47,22 @@ Attempt (one FastStar charge call, its row committed before the call)::
     not_sent ──resent──▶ in_flight            (same idempotency key)
     unknown ──resolved_paid──▶ succeeded;  unknown ──resolved_not_charged──▶ not_sent
     unknown ──resent──▶ in_flight             (trusted idempotency keys only)
+    unknown ──closed_not_charged──▶ not_charged  (an operator: a fresh attempt follows)
+
+Outbox message (one email)::
+
+    pending ──claimed──▶ sending ──sent──▶ sent
+                         sending ──rejected──▶ failed      (permanent: bad address, 5xx)
+                         sending ──deferred──▶ pending     (temporary: retried on a backoff)
+                         sending ──lease_expired──▶ pending (the worker vanished mid-send)
+
+Inbox event (one webhook delivery, stored once)::
+
+    pending ──processed──▶ processed;  pending ──ignored──▶ ignored
+
+Payment review (a payment, or a renewal, an operator must look at)::
+
+    open ──resolved──▶ resolved   (booked by any route, or settled by an operator)
 """
 
 from __future__ import annotations
@@ -57,9 +75,13 @@ from typing import Generic, TypeVar
 __all__ = [
     "ATTEMPT_TRANSITIONS",
     "CHARGEABLE_SUBSCRIPTION_STATUSES",
+    "FINISHED_RENEWAL_STATUSES",
+    "INBOX_TRANSITIONS",
     "OPEN_ATTEMPT_STATUSES",
     "OPEN_RENEWAL_STATUSES",
+    "OUTBOX_TRANSITIONS",
     "RENEWAL_TRANSITIONS",
+    "REVIEW_TRANSITIONS",
     "SUBSCRIPTION_TRANSITIONS",
     "TERMINAL_ATTEMPT_STATUSES",
     "TERMINAL_RENEWAL_STATUSES",
@@ -67,8 +89,15 @@ __all__ = [
     "AttemptEvent",
     "AttemptStatus",
     "IllegalTransition",
+    "InboxEvent",
+    "InboxStatus",
+    "OutboxEvent",
+    "OutboxStatus",
     "RenewalEvent",
     "RenewalStatus",
+    "ReviewEvent",
+    "ReviewKind",
+    "ReviewStatus",
     "SubscriptionEvent",
     "SubscriptionStatus",
     "TransitionTable",
@@ -132,6 +161,9 @@ class RenewalEvent(StrEnum):
     PAID_ON_SESSION = "paid_on_session"
     ACTION_EXPIRED = "action_expired"
     ABANDONED = "abandoned"
+    # The pre-charge checks refused the charge (I4): bad amount, detached card. Unlike
+    # ``abandoned`` this is a failure the customer and the dunning timeline must hear of.
+    REFUSED = "refused"
 
 
 class AttemptStatus(StrEnum):
@@ -281,6 +313,7 @@ RENEWAL_TRANSITIONS: TransitionTable[RenewalStatus, RenewalEvent] = TransitionTa
         _Ren.PENDING: {
             _RenE.CLAIMED: _Ren.CHARGING,
             _RenE.ABANDONED: _Ren.FAILED,
+            _RenE.REFUSED: _Ren.FAILED,
         },
         _Ren.CHARGING: {
             _RenE.CHARGE_SUCCEEDED: _Ren.SUCCEEDED,
@@ -299,6 +332,7 @@ RENEWAL_TRANSITIONS: TransitionTable[RenewalStatus, RenewalEvent] = TransitionTa
             # The customer settled on-session (checkout link) during dunning.
             _RenE.PAID_ON_SESSION: _Ren.SUCCEEDED,
             _RenE.ABANDONED: _Ren.FAILED,
+            _RenE.REFUSED: _Ren.FAILED,
         },
         _Ren.REQUIRES_ACTION: {
             _RenE.PAID_ON_SESSION: _Ren.SUCCEEDED,
@@ -313,8 +347,16 @@ RENEWAL_TRANSITIONS: TransitionTable[RenewalStatus, RenewalEvent] = TransitionTa
             _RenE.RESENT_SAME_KEY: _Ren.CHARGING,
         },
         _Ren.SUCCEEDED: {},
-        _Ren.FAILED: {},
+        # A period that failed can still be paid on-session while the subscription is unpaid
+        # (the service checks the subscription; a canceled one makes it a refund due).
+        _Ren.FAILED: {_RenE.PAID_ON_SESSION: _Ren.SUCCEEDED},
     },
+)
+
+# The renewal statuses no job works on any more (``failed`` only takes a late on-session
+# payment, which arrives as a reported payment, never as scheduled work).
+FINISHED_RENEWAL_STATUSES: frozenset[RenewalStatus] = frozenset(
+    {RenewalStatus.SUCCEEDED, RenewalStatus.FAILED}
 )
 
 _Att = AttemptStatus
@@ -347,6 +389,85 @@ ATTEMPT_TRANSITIONS: TransitionTable[AttemptStatus, AttemptEvent] = TransitionTa
     },
 )
 
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxEvent(StrEnum):
+    CLAIMED = "claimed"
+    SENT = "sent"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    LEASE_EXPIRED = "lease_expired"
+
+
+OUTBOX_TRANSITIONS: TransitionTable[OutboxStatus, OutboxEvent] = TransitionTable(
+    OutboxStatus,
+    OutboxEvent,
+    {
+        OutboxStatus.PENDING: {OutboxEvent.CLAIMED: OutboxStatus.SENDING},
+        OutboxStatus.SENDING: {
+            OutboxEvent.SENT: OutboxStatus.SENT,
+            OutboxEvent.REJECTED: OutboxStatus.FAILED,
+            OutboxEvent.DEFERRED: OutboxStatus.PENDING,
+            OutboxEvent.LEASE_EXPIRED: OutboxStatus.PENDING,
+        },
+    },
+)
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+
+
+class InboxEvent(StrEnum):
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+
+
+INBOX_TRANSITIONS: TransitionTable[InboxStatus, InboxEvent] = TransitionTable(
+    InboxStatus,
+    InboxEvent,
+    {
+        InboxStatus.PENDING: {
+            InboxEvent.PROCESSED: InboxStatus.PROCESSED,
+            InboxEvent.IGNORED: InboxStatus.IGNORED,
+        },
+    },
+)
+
+
+class ReviewKind(StrEnum):
+    # A payment for a period we no longer bill (the subscription was canceled meanwhile).
+    REFUND_DUE = "refund_due"
+    # A payment that identifies none of our renewals, or several.
+    UNMATCHED = "unmatched"
+    # The final action after a 402 is due but FastStar has not answered about the renewal's
+    # Checkout Sessions for a day: nothing is canceled without that answer.
+    FINAL_ACTION_UNCONFIRMED = "final_action_unconfirmed"
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class ReviewEvent(StrEnum):
+    RESOLVED = "resolved"
+
+
+REVIEW_TRANSITIONS: TransitionTable[ReviewStatus, ReviewEvent] = TransitionTable(
+    ReviewStatus,
+    ReviewEvent,
+    {ReviewStatus.OPEN: {ReviewEvent.RESOLVED: ReviewStatus.RESOLVED}},
+)
+
 # Off-session charges are allowed only here: active renews, past_due runs dunning retries.
 # action_required waits for the customer on-session; paused/canceled/unpaid charge nothing.
 CHARGEABLE_SUBSCRIPTION_STATUSES: frozenset[SubscriptionStatus] = frozenset(
@@ -356,7 +477,7 @@ TERMINAL_SUBSCRIPTION_STATUSES: frozenset[SubscriptionStatus] = SUBSCRIPTION_TRA
 TERMINAL_RENEWAL_STATUSES: frozenset[RenewalStatus] = RENEWAL_TRANSITIONS.terminal
 # Unfinished work the sweep must keep rediscovering (I3: nothing stays stuck).
 OPEN_RENEWAL_STATUSES: frozenset[RenewalStatus] = (
-    frozenset(RenewalStatus) - TERMINAL_RENEWAL_STATUSES
+    frozenset(RenewalStatus) - FINISHED_RENEWAL_STATUSES
 )
 TERMINAL_ATTEMPT_STATUSES: frozenset[AttemptStatus] = ATTEMPT_TRANSITIONS.terminal
 # Attempts that may still become a charge: at most one per renewal (partial unique index),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from renewals.models.base import Base, BigId, UTCDateTime
@@ -19,6 +19,10 @@ class AuditEvent(Base):
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
     renewal_id: Mapped[int | None] = mapped_column(ForeignKey("renewals.id"))
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("charge_attempts.id"))
+    # What changed when it is neither a subscription nor a renewal: "outbox", "inbox" or
+    # "review", with that row's id.
+    entity: Mapped[str | None] = mapped_column(String(16))
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
     actor: Mapped[str] = mapped_column(String(64))  # "sweep", "worker", "operator:<name>", …
     action: Mapped[str] = mapped_column(String(64))
     from_status: Mapped[str | None] = mapped_column(String(32))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from renewals.models.base import Base, BigId, UTCDateTime
@@ -29,7 +29,7 @@ class InboxEvent(Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True)
     customer_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # pending | processed | ignored
+    status: Mapped[str] = mapped_column(String(16))  # domain.states.InboxStatus
     outcome: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -49,15 +49,20 @@ class CheckoutSessionRecord(Base):
 
 
 class PaymentReview(Base):
-    """A payment FastStar reports that an operator must act on: ``refund_due`` (paid for a
-    period we no longer bill, e.g. after cancellation) or ``unmatched`` (matches nothing)."""
+    """Something an operator must act on (``domain.states.ReviewKind``): a payment for a
+    period we no longer bill (``refund_due``), a payment that identifies no renewal of ours
+    or several (``unmatched``), or a final action FastStar could not confirm for a day.
+
+    ``dedupe_key`` (kind and payment id, or kind and renewal) keeps every review single."""
 
     __tablename__ = "payment_reviews"
-    __table_args__ = (UniqueConstraint("kind", "payment_intent_id"),)
+    __table_args__ = (Index("ix_payment_reviews_open", "status", "payment_intent_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
-    payment_intent_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # domain.states.ReviewStatus
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     customer_faststar_id: Mapped[str | None] = mapped_column(String(64))
@@ -67,3 +72,5 @@ class PaymentReview(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How it was settled: the route that booked the payment, or the operator's words.
+    resolution: Mapped[str | None] = mapped_column(Text)

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from renewals.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, RenewalStatus
+from renewals.domain.work import Work
 from renewals.models.base import Base, BigId, StrEnumType, UTCDateTime
 
 # Attempts that may still turn into a charge; a renewal may have one at most.
@@ -35,9 +36,8 @@ class Renewal(Base):
     __tablename__ = "renewals"
     __table_args__ = (
         UniqueConstraint("subscription_id", "period_start"),
-        Index("ix_renewals_due", "status", "next_attempt_at"),
-        Index("ix_renewals_action_wakeup", "status", "action_wakeup_at"),
-        Index("ix_renewals_checkout_poll", "status", "checkout_poll_at"),
+        # The sweep's one claim query: every renewal whose next job is due.
+        Index("ix_renewals_wake_at", "wake_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -49,8 +49,10 @@ class Renewal(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[RenewalStatus] = mapped_column(StrEnumType(RenewalStatus))
-    # When the sweep may next hand this renewal to a worker (first try, retry, re-check).
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The renewal's one next job and when it is due (None: nothing to do). Only
+    # renewals.services.transitions sets these, together with the status.
+    wake: Mapped[Work | None] = mapped_column(StrEnumType(Work))
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A claimed renewal is leased: a lost message is rediscovered once the lease expires.
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     declines: Mapped[int] = mapped_column(Integer, default=0)
@@ -61,13 +63,9 @@ class Renewal(Base):
     checkout_session_id: Mapped[str | None] = mapped_column(String(64))
     checkout_url: Mapped[str | None] = mapped_column(Text)
     checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Waiting for the customer (requires_action): reminders sent so far, and when the sweep
-    # must look again (next reminder or the final action), from ActionRequiredPolicy.
+    # Waiting for the customer (requires_action): reminders sent so far (0: the first
+    # "action required" email; the timeline is ActionRequiredPolicy's).
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
-    action_wakeup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # For deployments without webhooks: when to ask FastStar whether the session completed
-    # (kept after the renewal failed, until the session expires: a late payment is a refund).
-    checkout_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -20,14 +20,18 @@ import structlog
 from sqlalchemy import Engine, select
 
 from renewals.config import Settings
+from renewals.domain.states import OutboxEvent
 from renewals.logs import redact_text
 from renewals.models import OutboxMessage
 from renewals.models.db import unit_of_work
-from renewals.notifications.outbox import FAILED, PENDING, SENDING, SENT
+from renewals.notifications.outbox import PENDING, SENDING, SENT
 from renewals.notifications.rendering import InvalidEmail, build_message, render
 from renewals.notifications.senders import PermanentSendError, Sender, TemporarySendError
+from renewals.services import transitions
 
 log = structlog.get_logger(__name__)
+
+ACTOR = "worker"
 
 # Temporary failures are retried on this backoff (then every hour): nothing is dropped while
 # the SMTP server is down.
@@ -55,13 +59,18 @@ def deliver(
         ).one_or_none()
         if row is None or row.status != PENDING:
             return row.status if row else "missing"
-        row.status = SENDING
-        row.attempts += 1
-        row.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
+        transitions.move_outbox(
+            session,
+            row,
+            OutboxEvent.CLAIMED,
+            now=now,
+            actor=ACTOR,
+            lease_seconds=settings.lease_seconds,
+        )
         kind, context, recipient = row.kind, dict(row.context), row.recipient
         key, attempts, queued_at = row.dedupe_key, row.attempts, row.created_at
 
-    status, error, retry_at = SENT, None, None
+    event, error, retry_at = OutboxEvent.SENT, None, None
     try:
         message = build_message(
             render(kind, context, settings),
@@ -72,13 +81,13 @@ def deliver(
         )
         sender.send(message)
     except (InvalidEmail, PermanentSendError) as exc:
-        status, error = FAILED, str(exc)
+        event, error = OutboxEvent.REJECTED, str(exc)
     except TemporarySendError as exc:
-        status, error = PENDING, str(exc)
+        event, error = OutboxEvent.DEFERRED, str(exc)
         retry_at = clock() + retry_delay(attempts)
     except Exception as exc:  # a bug (template, sender): record it and retry on the backoff
         log.exception("email_error", message_id=message_id, kind=kind)
-        status, error = PENDING, f"unexpected {type(exc).__name__}: {exc}"
+        event, error = OutboxEvent.DEFERRED, f"unexpected {type(exc).__name__}: {exc}"
         retry_at = clock() + retry_delay(attempts)
 
     done = clock()
@@ -86,12 +95,16 @@ def deliver(
         row = session.get_one(OutboxMessage, message_id, with_for_update=True)
         if row.status != SENDING or row.attempts != attempts:
             return row.status  # the sweep reclaimed it meanwhile; the newer claim wins
-        row.status = status
-        row.lease_expires_at = None
-        row.next_attempt_at = retry_at
-        row.last_error = redact_text(error, settings.secrets()) if error else None
-        if status == SENT:
-            row.sent_at = done
+        transitions.move_outbox(
+            session,
+            row,
+            event,
+            now=done,
+            actor=ACTOR,
+            retry_at=retry_at,
+            error=redact_text(error, settings.secrets()) if error else None,
+        )
+        status = row.status
     if status == SENT:
         log.info("email_sent", message_id=message_id, kind=kind, attempts=attempts)
     else:

@@ -11,16 +11,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from renewals.domain.states import OutboxStatus
 from renewals.models import OutboxMessage
+from renewals.services import transitions
 
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-FAILED = "failed"
+PENDING = OutboxStatus.PENDING.value
+SENDING = OutboxStatus.SENDING.value
+SENT = OutboxStatus.SENT.value
+FAILED = OutboxStatus.FAILED.value
 
 
 def dedupe_key(subscription_id: int, period_start: datetime | None, kind: str, seq: int) -> str:
@@ -41,29 +41,16 @@ def queue_email(
     context: dict[str, Any],
 ) -> int | None:
     """Queue one email; returns its id, or None when that email was already queued."""
-    key = dedupe_key(subscription_id, period_start, kind, sequence)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(OutboxMessage)
-        .values(
-            dedupe_key=key,
-            subscription_id=subscription_id,
-            renewal_id=renewal_id,
-            kind=kind,
-            recipient=recipient,
-            context=context,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboxMessage.id)
+    return transitions.queue_message(
+        session,
+        now=now,
+        dedupe_key=dedupe_key(subscription_id, period_start, kind, sequence),
+        subscription_id=subscription_id,
+        renewal_id=renewal_id,
+        kind=kind,
+        recipient=recipient,
+        context=context,
     )
-    new_id = session.execute(statement).scalar_one_or_none()
-    if new_id is None:
-        return None
-    return int(new_id)
 
 
 def message_id_for(session: Session, key: str) -> int | None:

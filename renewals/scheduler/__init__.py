@@ -1,1 +1,1 @@
-"""The scheduler: the beat schedule and the sweep that finds and claims due work."""
+"""The scheduler: Celery beat with one schedule, the sweep (``beat.py``)."""

@@ -1,4 +1,5 @@
-"""The beat schedule, declared beside the sweep it runs (see ``tasks.py``)."""
+"""The beat schedule: the scheduler only dispatches. Finding and claiming due work is the
+sweep service's (``renewals.services.sweep``), run by the worker's sweep task."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from renewals.config import Settings
-
-SWEEP_TASK = "renewals.sweep"
+from renewals.worker.celery_app import SWEEP_TASK
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

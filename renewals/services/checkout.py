@@ -1,94 +1,109 @@
-"""Bringing the customer back on-session after a 402: Checkout Sessions and their emails.
+"""Waiting for the customer after a 402: the renewal's one follow-up job.
 
-Two entry points, each two short transactions around at most one FastStar call:
+Whenever it is due (right after the 402, at each reminder, at the final action, and every
+RENEWALS_CHECKOUT_POLL_INTERVAL in between for deployments without webhooks), the follow-up:
 
-* :func:`ensure_checkout_session` creates the renewal's first session and queues the
-  "action required" email with its link. If the call fails the renewal keeps no session and
-  the sweep hands it back later.
-* :func:`follow_up_action_required` runs when the renewal's ``action_wakeup_at`` comes
-  (:class:`~renewals.domain.dunning.ActionRequiredPolicy` is the timeline): it sends the due
-  reminder, first replacing a link that has expired with a fresh session, or, once the
-  timeline has run out, fails the renewal and applies the final action.
+1. asks FastStar about every Checkout Session ever opened for the renewal (no transaction
+   is open meanwhile); a paid one is booked, whichever reminder or deadline was due;
+2. at the deadline, applies the final action only once FastStar has answered for every
+   session and none was paid; without an answer it waits (and after a day asks an
+   operator to look, with a review), but never cancels;
+3. otherwise sends what is due: the first "action required" email, or a reminder, each with
+   a live link (a session that is missing, closed or about to expire is replaced first);
+4. sets the next wake-up: the next reminder, the deadline or the next poll, whichever first.
 
-Sessions are created with an idempotency key derived from the renewal's attempt key, so a
-retried task does not open a second session where FastStar honours keys (and a second open
-session where it does not is harmless: it charges nothing by itself).
+:class:`~renewals.domain.dunning.ActionRequiredPolicy` is the timeline. Sessions are
+created with an idempotency key derived from the renewal's attempt key and the number of
+sessions so far, so a retried task does not open a second session where FastStar honours
+keys (and a second open session where it does not charges nothing by itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from renewals.config import Settings
-from renewals.domain.dunning import ActionRequiredPolicy
-from renewals.domain.states import (
-    RenewalEvent,
-    RenewalStatus,
-    can_subscription_transition,
-    renewal_transition,
-    subscription_transition,
-)
+from renewals.domain.matching import ReportedPayment
+from renewals.domain.states import RenewalEvent, RenewalStatus, ReviewKind
+from renewals.domain.work import Work
 from renewals.faststar import CheckoutSession, FastStarClient, FastStarError, LineItem
-from renewals.models import (
-    ChargeAttempt,
-    CheckoutSessionRecord,
-    Customer,
-    Renewal,
-    Subscription,
-)
+from renewals.models import ChargeAttempt, CheckoutSessionRecord, Renewal
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure
 from renewals.notifications.outbox import queue_email
-from renewals.services.audit import audit
-from renewals.services.charging import FollowUps, action_required_policy
+from renewals.policies import FINAL_ACTION_ANSWER_LIMIT, FOLLOW_UP_RETRY_DELAY, policies
+from renewals.services import transitions
+from renewals.services.booking import Locked, lock_renewal
+from renewals.services.followups import FollowUps
+from renewals.services.payments import apply_reported_payment, open_unmatched_review
+from renewals.services.transitions import Wake
 
 log = structlog.get_logger(__name__)
 
+ACTOR = "worker"
 ACTION_REQUIRED_EMAIL = "action_required"
 REMINDER_EMAIL = "action_reminder"
 
 
 @dataclass(frozen=True, slots=True)
-class _SessionRequest:
-    renewal_id: int
+class _Look:
+    """What the first transaction read: enough to call FastStar without a lock held."""
+
+    session_ids: tuple[str, ...]
+    current: str | None
+    entered: datetime
+    reminders_sent: int
+    key: str
     amount: int
     currency: str
     price_id: str | None
-    key: str
 
 
-def _session_request(session: Session, renewal: Renewal, sub: Subscription) -> _SessionRequest:
+def _read(session: Session, locked: Locked, now: datetime) -> _Look:
+    renewal = locked.renewal
+    session_ids = tuple(
+        session.scalars(
+            select(CheckoutSessionRecord.session_id)
+            .where(CheckoutSessionRecord.renewal_id == renewal.id)
+            .order_by(CheckoutSessionRecord.id)
+        )
+    )
     key = session.scalar(
         select(ChargeAttempt.idempotency_key)
         .where(ChargeAttempt.renewal_id == renewal.id)
         .order_by(ChargeAttempt.number.desc())
         .limit(1)
     )
-    base = f"{key or renewal.id}-checkout"
-    # A refreshed link gets a key of its own: the old key would replay the expired session.
-    suffix = f"-{renewal.reminders_sent}" if renewal.checkout_session_id else ""
-    return _SessionRequest(
-        renewal.id, renewal.amount, renewal.currency, sub.price_id, base + suffix
+    # Each new session gets a key of its own: an old key would replay an expired session.
+    return _Look(
+        session_ids=session_ids,
+        current=renewal.checkout_session_id,
+        entered=renewal.action_required_at or now,
+        reminders_sent=renewal.reminders_sent,
+        key=f"{key or renewal.id}-checkout-{len(session_ids)}",
+        amount=renewal.amount,
+        currency=renewal.currency,
+        price_id=locked.sub.price_id,
     )
 
 
 def _create_session(
-    client: FastStarClient, request: _SessionRequest, settings: Settings
+    client: FastStarClient, look: _Look, settings: Settings, renewal_id: int
 ) -> CheckoutSession | None:
     """Call FastStar (no transaction is open here); None if it could not be done now."""
     if settings.merchant_of_record:
-        if not request.price_id:
-            log.error("checkout_needs_price_id", renewal_id=request.renewal_id)
+        if not look.price_id:
+            log.error("checkout_needs_price_id", renewal_id=renewal_id)
             return None
-        item = LineItem(price_id=request.price_id, quantity=1)
+        item = LineItem(price_id=look.price_id, quantity=1)
     else:
-        item = LineItem(ad_hoc_amount=request.amount, ad_hoc_currency=request.currency)
+        item = LineItem(ad_hoc_amount=look.amount, ad_hoc_currency=look.currency)
     try:
         return client.create_checkout_session(
             mode="payment",
@@ -96,39 +111,34 @@ def _create_session(
             line_items=[item],
             success_url=settings.checkout_success_url,
             cancel_url=settings.checkout_cancel_url,
-            idempotency_key=request.key,
+            idempotency_key=look.key,
         )
     except FastStarError as exc:
-        log.warning("checkout_session_failed", renewal_id=request.renewal_id, error=str(exc))
+        log.warning("checkout_session_failed", renewal_id=renewal_id, error=str(exc))
         return None
 
 
-def _store_session(
-    session: Session,
-    renewal: Renewal,
-    checkout: CheckoutSession,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> None:
-    session.add(
-        CheckoutSessionRecord(session_id=checkout.id, renewal_id=renewal.id, created_at=now)
-    )
-    renewal.checkout_poll_at = (
-        now + timedelta(seconds=settings.checkout_poll_interval)
-        if settings.checkout_poll_interval
-        else None
-    )
-    renewal.checkout_session_id = checkout.id
-    renewal.checkout_url = checkout.url
-    renewal.checkout_expires_at = (
-        datetime.fromtimestamp(checkout.expires_at, UTC) if checkout.expires_at else None
+def _ask(
+    client: FastStarClient, session_ids: tuple[str, ...], renewal_id: int
+) -> tuple[dict[str, CheckoutSession], bool]:
+    """FastStar's word on each session, and whether it answered for all of them."""
+    answers: dict[str, CheckoutSession] = {}
+    for session_id in session_ids:
+        try:
+            answers[session_id] = client.get_checkout_session(session_id)
+        except FastStarError as exc:
+            log.warning("checkout_status_unavailable", renewal_id=renewal_id, error=str(exc))
+    return answers, len(answers) == len(session_ids)
+
+
+def _paid(answers: dict[str, CheckoutSession]) -> CheckoutSession | None:
+    return next(
+        (a for a in answers.values() if a.status == "complete" and a.payment_intent_id), None
     )
 
 
-def _link_context(
-    renewal: Renewal, policy: ActionRequiredPolicy, entered: datetime
-) -> dict[str, object]:
+def _link_context(renewal: Renewal, settings: Settings, entered: datetime) -> dict[str, object]:
+    policy = policies(settings).action_required
     return {
         "amount": renewal.amount,
         "currency": renewal.currency,
@@ -142,125 +152,114 @@ def _link_context(
     }
 
 
-def _lock(session: Session, renewal_id: int) -> tuple[Renewal, Subscription, Customer] | None:
-    row = session.execute(
-        select(Renewal, Subscription, Customer)
-        .join(Subscription, Subscription.id == Renewal.subscription_id)
-        .join(Customer, Customer.id == Subscription.customer_id)
-        .where(Renewal.id == renewal_id)
-        .with_for_update(of=[Renewal, Subscription])
-    ).one_or_none()
-    return (row[0], row[1], row[2]) if row else None
+def _next_wake(look: _Look, reminders_sent: int, now: datetime, settings: Settings) -> Wake:
+    p = policies(settings)
+    at = p.action_required.next_wakeup_at(look.entered, reminders_sent)
+    if p.checkout_poll is not None:
+        at = min(at, now + p.checkout_poll)
+    return Wake(Work.FOLLOW_UP, max(at, now))
 
 
-def ensure_checkout_session(
-    engine: Engine,
-    client: FastStarClient,
-    renewal_id: int,
-    *,
-    clock: Callable[[], datetime],
-    settings: Settings,
+def _book_paid(
+    engine: Engine, renewal_id: int, paid: CheckoutSession, *, now: datetime, settings: Settings
 ) -> FollowUps:
-    """Create the renewal's Checkout Session if it has none, and queue the email with its link."""
-    with unit_of_work(engine) as session:
-        locked = _lock(session, renewal_id)
-        if locked is None:
-            return FollowUps()
-        renewal, sub, _ = locked
-        if renewal.status != RenewalStatus.REQUIRES_ACTION or renewal.checkout_session_id:
-            return FollowUps()
-        request = _session_request(session, renewal, sub)
-
-    checkout = _create_session(client, request, settings)
-    if checkout is None:
-        return FollowUps()  # the sweep retries renewals in requires_action without a session
-
-    now = clock()
     follow = FollowUps()
-    policy = action_required_policy(settings)
+    assert paid.payment_intent_id is not None
+    payment = ReportedPayment(
+        payment_intent_id=paid.payment_intent_id,
+        amount=paid.amount_total or 0,
+        currency=(paid.currency or "").upper(),
+        customer_id=paid.customer_id,
+        checkout_session_id=paid.id,
+        subtotal=paid.amount_subtotal,
+    )
     with unit_of_work(engine) as session:
-        locked = _lock(session, renewal_id)
-        assert locked is not None
-        renewal, sub, customer = locked
-        if renewal.checkout_session_id or renewal.status != RenewalStatus.REQUIRES_ACTION:
-            return follow
-        _store_session(session, renewal, checkout, now=now, settings=settings)
-        entered = renewal.action_required_at or now
-        renewal.lease_expires_at = None
-        renewal.action_wakeup_at = policy.next_wakeup_at(entered, renewal.reminders_sent)
-        renewal.updated_at = now
-        audit(
-            session,
-            now=now,
-            actor="worker",
-            action="checkout_session_created",
-            subscription_id=sub.id,
-            renewal_id=renewal.id,
-            details={"checkout_session_id": checkout.id},
+        applied = apply_reported_payment(
+            session, payment, source="poll", now=now, settings=settings
         )
-        message_id = queue_email(
-            session,
-            now=now,
-            subscription_id=sub.id,
-            renewal_id=renewal.id,
-            period_start=renewal.period_start,
-            kind=ACTION_REQUIRED_EMAIL,
-            sequence=0,
-            recipient=customer.email,
-            context=_link_context(renewal, policy, entered),
-        )
-        if message_id is not None:
-            follow.deliver_message_ids.append(message_id)
+        if applied.review is not None:
+            open_unmatched_review(session, payment, applied.review, source="poll", now=now)
+        follow.add(Work.DELIVER, applied.receipt_id)
+    log.info("checkout_paid", renewal_id=renewal_id, outcome=applied.outcome)
     return follow
 
 
-def _expire(
-    session: Session,
-    renewal: Renewal,
-    sub: Subscription,
-    customer: Customer,
-    policy: ActionRequiredPolicy,
+def _retry_later(engine: Engine, renewal_id: int, now: datetime) -> None:
+    with unit_of_work(engine) as session:
+        renewal = session.get(Renewal, renewal_id, with_for_update=True)
+        if renewal is not None and renewal.status == RenewalStatus.REQUIRES_ACTION:
+            transitions.reschedule(
+                renewal, Wake(Work.FOLLOW_UP, now + FOLLOW_UP_RETRY_DELAY), now=now
+            )
+
+
+def _final_action(
+    engine: Engine,
+    renewal_id: int,
+    look: _Look,
+    answered: bool,
     *,
     now: datetime,
-) -> int | None:
-    """The customer never paid on-session: the renewal fails, the final action applies."""
-    previous = renewal.status
-    renewal.status = renewal_transition(renewal.status, RenewalEvent.ACTION_EXPIRED)
-    renewal.action_wakeup_at = None
-    renewal.lease_expires_at = None
-    renewal.updated_at = now
-    event = policy.final_action.subscription_event
-    if can_subscription_transition(sub.status, event):
-        audit(
+    settings: Settings,
+) -> FollowUps:
+    """The deadline: the final action, but only on FastStar's word that nothing was paid."""
+    follow = FollowUps()
+    final = policies(settings).final_action
+    with unit_of_work(engine) as session:
+        locked = lock_renewal(session, renewal_id)
+        if locked is None or locked.renewal.status != RenewalStatus.REQUIRES_ACTION:
+            return follow
+        renewal, sub = locked.renewal, locked.sub
+        if not answered:
+            transitions.reschedule(
+                renewal, Wake(Work.FOLLOW_UP, now + FOLLOW_UP_RETRY_DELAY), now=now
+            )
+            due = policies(settings).action_required.final_action_at(look.entered)
+            if now - due >= FINAL_ACTION_ANSWER_LIMIT:
+                transitions.open_review(
+                    session,
+                    kind=ReviewKind.FINAL_ACTION_UNCONFIRMED,
+                    now=now,
+                    source=ACTOR,
+                    reason=(
+                        "the final action is due but FastStar has not said for a day whether "
+                        "the renewal's checkout sessions were paid; it waits for an answer"
+                    ),
+                    amount=renewal.amount,
+                    currency=renewal.currency,
+                    renewal_id=renewal.id,
+                    subscription_id=sub.id,
+                )
+            return follow
+        transitions.move_renewal(
             session,
+            renewal,
+            RenewalEvent.ACTION_EXPIRED,
             now=now,
-            actor="worker",
-            action=f"subscription_{event}",
-            subscription_id=sub.id,
-            from_status=sub.status,
-            to_status=policy.final_action.subscription_status,
+            actor=ACTOR,
+            wake=None,
             reason="authentication_expired",
         )
-        sub.status = subscription_transition(sub.status, event)
-        sub.status_changed_at = now
-    audit(
-        session,
-        now=now,
-        actor="worker",
-        action="action_expired",
-        subscription_id=sub.id,
-        renewal_id=renewal.id,
-        from_status=previous,
-        to_status=renewal.status,
-    )
-    return queue_final_failure(
-        session,
-        renewal,
-        customer,
-        now=now,
-        final_action=policy.final_action.value,
-        reason="the payment was not confirmed",
-    )
+        transitions.move_subscription(
+            session,
+            sub,
+            final.subscription_event,
+            now=now,
+            actor=ACTOR,
+            reason="authentication_expired",
+        )
+        follow.add(
+            Work.DELIVER,
+            queue_final_failure(
+                session,
+                renewal,
+                locked.customer,
+                now=now,
+                final_action=final.value,
+                reason="the payment was not confirmed",
+            ),
+        )
+    return follow
 
 
 def follow_up_action_required(
@@ -271,80 +270,110 @@ def follow_up_action_required(
     clock: Callable[[], datetime],
     settings: Settings,
 ) -> FollowUps:
-    """Send the due reminder (with a live link), or apply the final action when time is up."""
-    policy = action_required_policy(settings)
-    follow = FollowUps()
+    """The renewal's follow-up while its customer must authenticate (module docstring)."""
+    policy = policies(settings).action_required
     now = clock()
     with unit_of_work(engine) as session:
-        locked = _lock(session, renewal_id)
-        if locked is None or locked[0].status != RenewalStatus.REQUIRES_ACTION:
-            return follow
-        renewal, sub, customer = locked
-        entered = renewal.action_required_at or now
-        if policy.is_expired(entered, now):
-            message_id = _expire(session, renewal, sub, customer, policy, now=now)
-            follow.deliver_message_ids += [message_id] if message_id is not None else []
-            return follow
-        due = policy.reminders_due(entered, now, already_sent=renewal.reminders_sent)
-        if not due:
-            renewal.action_wakeup_at = policy.next_wakeup_at(entered, renewal.reminders_sent)
-            renewal.lease_expires_at = None
-            return follow
-        stale = policy.link_needs_refresh(renewal.checkout_expires_at, now)
-        request = _session_request(session, renewal, sub)
-        session_id = renewal.checkout_session_id
+        locked = lock_renewal(session, renewal_id)
+        if locked is None or locked.renewal.status != RenewalStatus.REQUIRES_ACTION:
+            return FollowUps()
+        look = _read(session, locked, now)
+        link_expires = locked.renewal.checkout_expires_at
 
-    if not stale and session_id is not None:
-        # FastStar may have closed the session early (or the customer may be paying right
-        # now): ask, rather than trusting our copy of its expiry.
-        try:
-            status = client.get_checkout_session(session_id).status
-        except FastStarError as exc:
-            log.warning("checkout_status_unavailable", renewal_id=renewal_id, error=str(exc))
-            return follow  # the lease expires and the sweep tries again
-        if status == "complete":
-            return follow  # paid on-session: completion is recorded by reconciliation
-        stale = status != "open"
-    fresh = _create_session(client, request, settings) if stale else None
+    answers, answered = _ask(client, look.session_ids, renewal_id)
+    paid = _paid(answers)
+    if paid is not None:
+        return _book_paid(engine, renewal_id, paid, now=clock(), settings=settings)
+    if policy.is_expired(look.entered, now):
+        return _final_action(engine, renewal_id, look, answered, now=clock(), settings=settings)
+
+    first_email = look.current is None
+    due = policy.reminders_due(look.entered, now, already_sent=look.reminders_sent)
+    if not first_email and not due:
+        with unit_of_work(engine) as session:  # a poll that found nothing paid yet
+            renewal = session.get_one(Renewal, renewal_id, with_for_update=True)
+            if renewal.status == RenewalStatus.REQUIRES_ACTION:
+                transitions.reschedule(
+                    renewal, _next_wake(look, renewal.reminders_sent, now, settings), now=now
+                )
+        return FollowUps()
+    current = answers.get(look.current) if look.current else None
+    if look.current is not None and current is None:
+        _retry_later(engine, renewal_id, now)  # no word on the live link: do not guess
+        return FollowUps()
+    stale = (
+        current is None or current.status != "open" or policy.link_needs_refresh(link_expires, now)
+    )
+    fresh = _create_session(client, look, settings, renewal_id) if stale else None
     if stale and fresh is None:
-        return follow  # no live link to send yet: the lease expires and the sweep retries
+        _retry_later(engine, renewal_id, now)
+        return FollowUps()
+    return _send(engine, renewal_id, look, fresh, due, now=clock(), settings=settings)
 
-    now = clock()
+
+def _send(
+    engine: Engine,
+    renewal_id: int,
+    look: _Look,
+    fresh: CheckoutSession | None,
+    due: tuple[int, ...],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> FollowUps:
+    """Store a new link, queue the due email, and set the next wake-up: one transaction."""
+    follow = FollowUps()
     with unit_of_work(engine) as session:
-        locked = _lock(session, renewal_id)
-        assert locked is not None
-        renewal, sub, customer = locked
-        if renewal.status != RenewalStatus.REQUIRES_ACTION or renewal.reminders_sent >= due[-1]:
+        locked = lock_renewal(session, renewal_id)
+        if locked is None or locked.renewal.status != RenewalStatus.REQUIRES_ACTION:
             return follow
+        renewal, sub = locked.renewal, locked.sub
+        if (
+            renewal.reminders_sent != look.reminders_sent
+            or renewal.checkout_session_id != look.current
+        ):
+            return follow  # another run got here first
         if fresh is not None:
-            _store_session(session, renewal, fresh, now=now, settings=settings)
-            audit(
+            session.add(
+                CheckoutSessionRecord(session_id=fresh.id, renewal_id=renewal.id, created_at=now)
+            )
+            renewal.checkout_session_id = fresh.id
+            renewal.checkout_url = fresh.url
+            renewal.checkout_expires_at = (
+                datetime.fromtimestamp(fresh.expires_at, UTC) if fresh.expires_at else None
+            )
+            transitions.note(
                 session,
                 now=now,
-                actor="worker",
-                action="checkout_session_refreshed",
+                actor=ACTOR,
+                action="checkout_session_opened",
                 subscription_id=sub.id,
                 renewal_id=renewal.id,
                 details={"checkout_session_id": fresh.id},
             )
-        # After downtime several reminders may be due: one email, all recorded as sent.
-        renewal.reminders_sent = due[-1]
-        renewal.action_wakeup_at = policy.next_wakeup_at(entered, renewal.reminders_sent)
-        renewal.lease_expires_at = None
-        renewal.updated_at = now
-        context = _link_context(renewal, policy, entered)
-        context["last_reminder"] = due[-1] == len(policy.reminder_days)
+        context = _link_context(renewal, settings, look.entered)
+        if due:
+            # After downtime several reminders may be due: one email, all recorded as sent.
+            renewal.reminders_sent = due[-1]
+            context["last_reminder"] = due[-1] == len(
+                policies(settings).action_required.reminder_days
+            )
         message_id = queue_email(
             session,
             now=now,
             subscription_id=sub.id,
             renewal_id=renewal.id,
             period_start=renewal.period_start,
-            kind=REMINDER_EMAIL,
-            sequence=due[-1],
-            recipient=customer.email,
+            kind=REMINDER_EMAIL if due else ACTION_REQUIRED_EMAIL,
+            sequence=due[-1] if due else 0,
+            recipient=locked.customer.email,
             context=context,
         )
-        if message_id is not None:
-            follow.deliver_message_ids.append(message_id)
+        follow.add(Work.DELIVER, message_id)
+        transitions.reschedule(
+            renewal, _next_wake(look, renewal.reminders_sent, now, settings), now=now
+        )
     return follow
+
+
+__all__ = ["ACTION_REQUIRED_EMAIL", "REMINDER_EMAIL", "follow_up_action_required"]

@@ -1,4 +1,4 @@
-"""What operators need to look at: renewals whose charge outcome is unknown."""
+"""What operators need to look at: unknown outcomes and open reviews."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from renewals.domain.states import AttemptStatus, RenewalStatus
+from renewals.domain.states import AttemptStatus, RenewalStatus, ReviewStatus
 from renewals.models import ChargeAttempt, PaymentReview, Renewal
 
 
@@ -32,20 +32,24 @@ def unknown_renewals(session: Session) -> list[dict[str, Any]]:
             "sends": attempt.sends,
             "first_sent_at": attempt.sent_at.isoformat() if attempt.sent_at else None,
             "reason": attempt.error,
+            "escalated_at": attempt.escalated_at.isoformat() if attempt.escalated_at else None,
+            "checks": attempt.checks,
         }
         for renewal, attempt in rows
     ]
 
 
 def payments_to_review(session: Session) -> list[dict[str, Any]]:
-    """Payments FastStar reported that an operator must act on (refunds due, unmatched)."""
+    """Open reviews: refunds due, unmatched payments, final actions FastStar could not
+    confirm; a review closes itself when any route books its payment."""
     rows = session.scalars(
         select(PaymentReview)
-        .where(PaymentReview.resolved_at.is_(None))
-        .order_by(PaymentReview.created_at)
+        .where(PaymentReview.status == ReviewStatus.OPEN.value)
+        .order_by(PaymentReview.created_at, PaymentReview.id)
     ).all()
     return [
         {
+            "id": r.id,
             "kind": r.kind,
             "payment_intent_id": r.payment_intent_id,
             "amount": r.amount,

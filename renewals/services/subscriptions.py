@@ -14,7 +14,7 @@ from renewals.domain.money import validate_charge
 from renewals.domain.periods import Interval
 from renewals.domain.states import SubscriptionStatus
 from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
-from renewals.services.audit import audit
+from renewals.services import transitions
 
 
 class SubscriptionInputError(ValueError):
@@ -88,7 +88,10 @@ def create_subscription(
         session.flush()
     elif method.customer_id != customer.id:
         raise SubscriptionInputError("that payment method belongs to another customer")
-    sub = Subscription(
+    sub_id = transitions.create_subscription(
+        session,
+        now=now,
+        actor="cli",
         customer_id=customer.id,
         payment_method_id=method.id,
         amount=money.amount,
@@ -97,23 +100,11 @@ def create_subscription(
         interval_count=interval_count,
         anchor=renews_at,
         price_id=price_id,
-        status=SubscriptionStatus.ACTIVE,
-        status_changed_at=now,
         cancel_at_period_end=False,
         next_period_index=0,
         next_renewal_at=renews_at,
-        created_at=now,
     )
-    session.add(sub)
-    session.flush()
-    audit(
-        session,
-        now=now,
-        actor="cli",
-        action="subscription_created",
-        subscription_id=sub.id,
-        to_status=sub.status,
-    )
+    sub = session.get_one(Subscription, sub_id)
     return sub
 
 
@@ -170,7 +161,8 @@ def subscription_views(session: Session, subscriptions: list[Subscription]) -> l
                 "payment_intent_id": r.payment_intent_id,
                 "checkout_session_id": r.checkout_session_id,
                 "checkout_url": r.checkout_url,
-                "next_attempt_at": _iso(r.next_attempt_at),
+                "next_action": r.wake.value if r.wake else None,
+                "next_action_at": _iso(r.wake_at),
                 "last_error": r.last_error,
                 "attempts": by_renewal.get(r.id, []),
             }

@@ -14,7 +14,9 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
 from renewals.config import Settings, get_settings
-from renewals.scheduler.beat import beat_schedule
+
+# The sweep's task name; the scheduler's beat schedule names it.
+SWEEP_TASK = "renewals.sweep"
 
 # The broker redelivers an unacknowledged message after this long. Every task limit below is
 # far shorter, so a message is only redelivered when its worker really died.
@@ -36,7 +38,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery(
         "renewals",
         broker=settings.broker_url,
-        include=["renewals.worker.tasks", "renewals.scheduler.tasks"],
+        include=["renewals.worker.tasks"],
     )
     app.conf.update(
         # Acknowledge after the task ran, so a worker that dies mid-task leaves the message
@@ -68,9 +70,9 @@ def make_celery(settings: Settings) -> Celery:
         # Our logging setup (structlog + redaction) stays in charge.
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        # Long delays (dunning days, reminders) live in next_attempt_at columns read by the
-        # sweep, never in countdown/eta: those would outlive the visibility timeout.
-        beat_schedule=beat_schedule(settings),
+        # Long delays (dunning days, reminders) live in the renewals' wake_at column read by
+        # the sweep, never in countdown/eta: those would outlive the visibility timeout. The
+        # beat schedule itself is the scheduler's (renewals.scheduler.beat).
     )
     return app
 

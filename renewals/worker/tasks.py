@@ -1,115 +1,77 @@
-"""Thin tasks: take ids, call one service, enqueue follow-ups after its commit.
+"""Thin tasks: take an id, run the service of that kind of work, enqueue what it hands on
+after its commit.
 
-Every task is safe to run twice or concurrently: the services re-check state under lock.
+One task per kind of work (:data:`TASK_NAMES`, stable names other tools may send), built
+from the one table in :mod:`renewals.services.work`, plus the sweep that beat starts. Every
+task is safe to run twice or concurrently: the services re-check state under lock.
 Retries of business outcomes are never done with Celery countdowns; they live in the
-database (``next_attempt_at``) and the sweep brings them back.
+database (each renewal's ``wake_at``) and the sweep brings them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import structlog
-from sqlalchemy import Engine
+from celery import Task
 
-from renewals.config import Settings
-from renewals.faststar import FastStarClient
-from renewals.notifications.delivery import deliver
+from renewals.domain.work import Work
+from renewals.models.db import unit_of_work
 from renewals.runtime import get_runtime
-from renewals.services.charging import FollowUps, charge_renewal
-from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
-from renewals.services.reconciliation import (
-    poll_checkout_session,
-    process_inbox_event,
-    recheck_unknown,
-)
-from renewals.worker.celery_app import app
+from renewals.services.followups import FollowUps
+from renewals.services.sweep import sweep
+from renewals.services.work import SERVICES
+from renewals.worker.celery_app import SWEEP_TASK, app
 
 log = structlog.get_logger(__name__)
 
-
-class RenewalService(Protocol):
-    """The shape of every renewal service a task runs (mypy checks each one against it)."""
-
-    def __call__(
-        self,
-        engine: Engine,
-        client: FastStarClient,
-        renewal_id: int,
-        /,
-        *,
-        clock: Callable[[], datetime],
-        settings: Settings,
-    ) -> FollowUps: ...
+TASK_NAMES: Mapping[Work, str] = MappingProxyType(
+    {
+        Work.CHARGE: "renewals.charge_renewal",
+        Work.RECHECK: "renewals.recheck_unknown",
+        Work.FOLLOW_UP: "renewals.action_required_follow_up",
+        Work.WEBHOOK: "renewals.process_webhook",
+        Work.DELIVER: "renewals.deliver_email",
+    }
+)
 
 
-def enqueue_follow_ups(follow: FollowUps) -> None:
-    for renewal_id in follow.checkout_renewal_ids:
-        create_checkout.delay(renewal_id)
-    for message_id in follow.deliver_message_ids:
-        deliver_email.delay(message_id)
+def enqueue(follow: FollowUps) -> None:
+    """One message per piece of work; call only after the transaction has committed."""
+    for kind, item_id in follow.work:
+        TASKS[kind].delay(item_id)
 
 
-def _run_for_renewal(task: str, service: RenewalService, renewal_id: int) -> None:
+def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
+    service = SERVICES[kind]
+
+    def run(item_id: int) -> None:
+        runtime = get_runtime()
+        with structlog.contextvars.bound_contextvars(task=str(kind), id=item_id):
+            enqueue(service(runtime, item_id))
+
+    run.__name__ = run.__qualname__ = f"run_{kind}"
+    return app.task(name=TASK_NAMES[kind])(run)
+
+
+TASKS: Mapping[Work, Task] = MappingProxyType({kind: _task_for(kind) for kind in Work})  # type: ignore[type-arg]
+
+
+def run_sweep() -> FollowUps:
+    """One sweep, then (after its commit) one message per piece of work it claimed."""
     runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task=task, renewal_id=renewal_id):
-        enqueue_follow_ups(
-            service(
-                runtime.engine,
-                runtime.faststar,
-                renewal_id,
-                clock=runtime.clock,
-                settings=runtime.settings,
-            )
-        )
+    with unit_of_work(runtime.engine) as session:
+        follow = sweep(session, now=runtime.clock(), settings=runtime.settings)
+    enqueue(follow)
+    if follow.work:
+        counts: dict[str, int] = {}
+        for kind, _ in follow.work:
+            counts[kind.value] = counts.get(kind.value, 0) + 1
+        log.info("sweep", **counts)
+    return follow
 
 
-@app.task(name="renewals.charge_renewal")
-def charge(renewal_id: int) -> None:
-    _run_for_renewal("charge", charge_renewal, renewal_id)
-
-
-@app.task(name="renewals.create_checkout")
-def create_checkout(renewal_id: int) -> None:
-    _run_for_renewal("checkout", ensure_checkout_session, renewal_id)
-
-
-@app.task(name="renewals.action_required_follow_up")
-def action_required_follow_up(renewal_id: int) -> None:
-    _run_for_renewal("action_follow_up", follow_up_action_required, renewal_id)
-
-
-@app.task(name="renewals.poll_checkout")
-def poll_checkout(renewal_id: int) -> None:
-    _run_for_renewal("poll_checkout", poll_checkout_session, renewal_id)
-
-
-@app.task(name="renewals.recheck_unknown")
-def recheck_unknown_outcome(renewal_id: int) -> None:
-    _run_for_renewal("recheck_unknown", recheck_unknown, renewal_id)
-
-
-@app.task(name="renewals.process_webhook")
-def process_webhook(inbox_id: int) -> None:
-    runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task="process_webhook", inbox_id=inbox_id):
-        enqueue_follow_ups(
-            process_inbox_event(
-                runtime.engine, inbox_id, clock=runtime.clock, settings=runtime.settings
-            )
-        )
-
-
-@app.task(name="renewals.deliver_email")
-def deliver_email(message_id: int) -> None:
-    runtime = get_runtime()
-    with structlog.contextvars.bound_contextvars(task="deliver_email", message_id=message_id):
-        deliver(
-            runtime.engine,
-            message_id,
-            clock=runtime.clock,
-            settings=runtime.settings,
-            sender=runtime.sender,
-        )
+@app.task(name=SWEEP_TASK)
+def sweep_task() -> None:
+    run_sweep()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from renewals.domain.states import (
     ATTEMPT_TRANSITIONS,
     CHARGEABLE_SUBSCRIPTION_STATUSES,
+    FINISHED_RENEWAL_STATUSES,
     OPEN_ATTEMPT_STATUSES,
     OPEN_RENEWAL_STATUSES,
     RENEWAL_TRANSITIONS,
@@ -64,6 +65,7 @@ SUBSCRIPTION_EXPECTED = {
 RENEWAL_EXPECTED = {
     ("pending", "claimed", "charging"),
     ("pending", "abandoned", "failed"),
+    ("pending", "refused", "failed"),
     ("charging", "charge_succeeded", "succeeded"),
     ("charging", "authentication_required", "requires_action"),
     ("charging", "declined", "retry_scheduled"),
@@ -74,6 +76,7 @@ RENEWAL_EXPECTED = {
     ("retry_scheduled", "claimed", "charging"),
     ("retry_scheduled", "paid_on_session", "succeeded"),
     ("retry_scheduled", "abandoned", "failed"),
+    ("retry_scheduled", "refused", "failed"),
     ("requires_action", "paid_on_session", "succeeded"),
     ("requires_action", "action_expired", "failed"),
     ("requires_action", "abandoned", "failed"),
@@ -81,6 +84,8 @@ RENEWAL_EXPECTED = {
     ("unknown", "resolved_not_charged", "retry_scheduled"),
     # Trusted idempotency keys only (RENEWALS_TRUST_IDEMPOTENCY_KEYS): the replay settles it.
     ("unknown", "resent_same_key", "charging"),
+    # Only while the subscription is unpaid: the customer settles on-session after the end.
+    ("failed", "paid_on_session", "succeeded"),
 }
 
 ATTEMPT_EXPECTED = {
@@ -212,14 +217,16 @@ def test_charge_outcomes_on_paused_or_canceled_subscriptions_are_checked_not_app
 
 def test_terminal_and_open_sets() -> None:
     assert frozenset({SubscriptionStatus.CANCELED}) == TERMINAL_SUBSCRIPTION_STATUSES
-    assert frozenset({RenewalStatus.SUCCEEDED, RenewalStatus.FAILED}) == TERMINAL_RENEWAL_STATUSES
+    assert frozenset({RenewalStatus.SUCCEEDED}) == TERMINAL_RENEWAL_STATUSES
+    # failed only takes a late on-session payment: no job works on it any more.
+    assert frozenset({RenewalStatus.SUCCEEDED, RenewalStatus.FAILED}) == FINISHED_RENEWAL_STATUSES
     assert {
         AttemptStatus.SUCCEEDED,
         AttemptStatus.REQUIRES_ACTION,
         AttemptStatus.DECLINED,
         AttemptStatus.NOT_CHARGED,
     } == TERMINAL_ATTEMPT_STATUSES
-    assert frozenset(RenewalStatus) - TERMINAL_RENEWAL_STATUSES == OPEN_RENEWAL_STATUSES
+    assert frozenset(RenewalStatus) - FINISHED_RENEWAL_STATUSES == OPEN_RENEWAL_STATUSES
     assert RenewalStatus.UNKNOWN in OPEN_RENEWAL_STATUSES
     # Must match the partial unique index in renewals.models (one open attempt per renewal).
     assert {s.value for s in OPEN_ATTEMPT_STATUSES} == {"in_flight", "not_sent", "unknown"}

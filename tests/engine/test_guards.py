@@ -11,26 +11,28 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 
 from renewals.config import Settings
+from renewals.domain.work import Work
 from renewals.faststar import FastStarClient
 from renewals.models import AuditEvent, ChargeAttempt, PaymentMethod, Renewal, Subscription
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from renewals.scheduler.sweep import sweep
 from renewals.services.charging import ChargeOrder, begin_charge, charge_renewal
+from renewals.services.sweep import sweep
 from tests.support.factories import Clock
 from tests.support.inline import audit_actions, run_sweep, view
 
 
 def _claim(engine: Engine, settings: Settings, clock: Clock) -> list[int]:
     with unit_of_work(engine) as session:
-        return sweep(session, now=clock(), settings=settings).charge
+        return sweep(session, now=clock(), settings=settings).ids(Work.CHARGE)
 
 
 def _refusal(engine: Engine, sub_id: int) -> str | None:
     with unit_of_work(engine) as session:
         return session.scalar(
             select(AuditEvent.reason).where(
-                AuditEvent.subscription_id == sub_id, AuditEvent.action == "charge_refused"
+                AuditEvent.subscription_id == sub_id,
+                AuditEvent.action.in_(["renewal_refused", "renewal_abandoned"]),
             )
         )
 
@@ -188,7 +190,7 @@ def test_crash_after_the_attempt_commit_is_unknown_never_recharged(
     assert renewal["status"] == "unknown"
     assert [a["status"] for a in renewal["attempts"]] == ["unknown"]
     assert sandbox.charges() == []
-    assert "lease_expired" in audit_actions(engine, sub_id)
+    assert "renewal_outcome_unknown" in audit_actions(engine, sub_id)
 
 
 def test_monthly_renewals_follow_the_anchor_through_short_months(

@@ -108,7 +108,8 @@ def test_decline_runs_the_dunning_timeline_then_cancels(
     assert sub["status"] == "past_due"
     [renewal] = sub["renewals"]
     assert renewal["status"] == "retry_scheduled"
-    assert renewal["next_attempt_at"] == (start + timedelta(days=3)).isoformat()
+    assert renewal["next_action"] == "charge"
+    assert renewal["next_action_at"] == (start + timedelta(days=3)).isoformat()
     assert renewal["attempts"][0]["decline_code"] == "card_declined"
 
     clock.now = start + timedelta(days=2, hours=23)  # not yet due
@@ -297,6 +298,6 @@ def test_trusted_same_key_retries_stop_at_the_horizon_and_escalate(
     renewal = view(engine, sub_id)["renewals"][0]
     assert renewal["status"] == "unknown"
     assert renewal["attempts"][0]["sends"] == 2  # no third send
-    assert renewal["next_attempt_at"] is None
+    assert renewal["next_action"] == "recheck"  # the janitor keeps looking, daily
     assert audit_actions(engine, sub_id).count("unknown_escalated") == 1
     assert sandbox.charges() == []

@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from renewals.config import Settings
+from renewals.domain.work import Work
 from renewals.faststar import FastStarClient
 from renewals.models.db import unit_of_work
-from renewals.scheduler.sweep import sweep
 from renewals.services.charging import charge_renewal
+from renewals.services.sweep import sweep
 from tests.support.factories import Clock
 
 
@@ -39,7 +40,7 @@ def test_a_paid_renewal_costs_a_handful_of_statements(
 ) -> None:
     make_subscription("success", renews_at=clock.now)
     with unit_of_work(engine) as session:
-        [renewal_id] = sweep(session, now=clock(), settings=settings).charge
+        [renewal_id] = sweep(session, now=clock(), settings=settings).ids(Work.CHARGE)
     with counting(engine) as statements:
         charge_renewal(engine, faststar, renewal_id, clock=clock, settings=settings)
     # Two transactions: lock + read + insert attempt + update renewal + audit, then lock +

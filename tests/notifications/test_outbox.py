@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import Engine, update
 
 from renewals.config import Settings
+from renewals.domain.work import Work
 from renewals.faststar import FastStarClient
 from renewals.models import OutboxMessage
 from renewals.models.db import unit_of_work
 from renewals.notifications.delivery import RETRY_DELAYS, deliver
 from renewals.notifications.outbox import queue_email
 from renewals.notifications.senders import SmtpSender, sender_from_url
-from renewals.scheduler.sweep import sweep
+from renewals.services.sweep import sweep
 from tests.support.factories import Clock
 from tests.support.inline import run_sweep, view
 from tests.support.smtp import Mailbox, free_port, smtp_server
@@ -224,9 +225,9 @@ def test_a_worker_dying_mid_send_gets_its_message_back_after_the_lease(
     with smtp_server(mailbox) as port:
         smtp = _smtp(settings, port)
         clock.advance(seconds=settings.lease_seconds - 1)
-        assert run_sweep(engine, faststar, smtp, clock).deliver == []  # still leased
+        assert run_sweep(engine, faststar, smtp, clock).ids(Work.DELIVER) == []  # still leased
         clock.advance(seconds=1)
-        assert run_sweep(engine, faststar, smtp, clock).deliver == [message_id]
+        assert run_sweep(engine, faststar, smtp, clock).ids(Work.DELIVER) == [message_id]
         run_sweep(engine, faststar, smtp, clock)
     row = _row(engine, message_id)
     assert (row.status, row.attempts) == ("sent", 2)
@@ -311,16 +312,16 @@ def test_a_lost_delivery_message_is_rediscovered_by_the_sweep_after_its_lease(
 ) -> None:
     message_id = _queue(engine, clock, sub_id)
     with unit_of_work(engine) as session:  # a sweep whose deliver_email message is lost
-        assert sweep(session, now=clock(), settings=settings).deliver == [message_id]
+        assert sweep(session, now=clock(), settings=settings).ids(Work.DELIVER) == [message_id]
     mailbox = Mailbox()
     with smtp_server(mailbox) as port:
         smtp = _smtp(settings, port)
         clock.advance(seconds=settings.lease_seconds - 1)
-        assert run_sweep(engine, faststar, smtp, clock).deliver == []  # leased: not twice
+        assert run_sweep(engine, faststar, smtp, clock).ids(Work.DELIVER) == []  # leased: not twice
         clock.advance(seconds=1)
-        assert run_sweep(engine, faststar, smtp, clock).deliver == [message_id]
+        assert run_sweep(engine, faststar, smtp, clock).ids(Work.DELIVER) == [message_id]
         clock.advance(hours=1)
-        assert run_sweep(engine, faststar, smtp, clock).deliver == []
+        assert run_sweep(engine, faststar, smtp, clock).ids(Work.DELIVER) == []
     row = _row(engine, message_id)
     assert (row.status, row.attempts) == ("sent", 1)
     assert len(mailbox.messages) == 1

@@ -13,8 +13,8 @@ from renewals.faststar import FastStarClient
 from renewals.models import Subscription
 from renewals.models.db import unit_of_work
 from renewals.sandbox.client import SandboxCards
-from renewals.scheduler.sweep import pre_renewal_notice_query
 from renewals.services.subscriptions import SavedCard, create_subscription
+from renewals.services.sweep import pre_renewal_notice_query
 from tests.notifications.conftest import plain_text
 from tests.support.factories import Clock
 from tests.support.inline import run_sweep

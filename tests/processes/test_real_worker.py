@@ -19,12 +19,13 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from renewals.config import Settings
+from renewals.domain.work import Work
 from renewals.models import ChargeAttempt, Renewal
 from renewals.models.db import create_db_engine, unit_of_work
 from renewals.notifications.examples import SAMPLES
 from renewals.notifications.outbox import queue_email
 from renewals.sandbox.testing import RunningSandbox
-from renewals.scheduler.sweep import sweep
+from renewals.services.sweep import sweep
 from tests.support.celery_processes import (
     black_hole,
     client_app,
@@ -158,7 +159,7 @@ def test_every_test_card_through_a_real_worker_and_beat(stack: Stack) -> None:
 def test_the_same_charge_message_five_times_charges_once(stack: Stack) -> None:
     sub_id = _make(stack, "success")
     with unit_of_work(stack.engine) as session:
-        [renewal_id] = sweep(session, now=_now(), settings=stack.settings).charge
+        [renewal_id] = sweep(session, now=_now(), settings=stack.settings).ids(Work.CHARGE)
     stack.sandbox.configure(latency_ms=300)  # the first call is still in flight when others run
     worker = start_worker(stack.env(), stack.workdir / "worker", concurrency=4)
     with running(worker):

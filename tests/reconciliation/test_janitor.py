@@ -10,11 +10,12 @@ import httpx
 from sqlalchemy import Engine, select
 
 from renewals.config import Settings
+from renewals.domain.states import ReviewKind
 from renewals.faststar import FastStarClient
 from renewals.models import PaymentReview
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from renewals.services.reconciliation import Payment, review
+from renewals.services import transitions
 from tests.support.celery_processes import black_hole
 from tests.support.factories import Clock
 from tests.support.inline import audit_actions, run_sweep, view
@@ -65,13 +66,17 @@ def test_a_payment_reported_earlier_settles_the_unknown_attempt(
     _unknown(engine, settings, clock, sandbox, sub_id)
     customer = view(engine, sub_id)["customer_id"]
     with unit_of_work(engine) as session:  # reported while it could not be matched yet
-        review(
+        transitions.open_review(
             session,
-            Payment("pi_reported_earlier", 1999, "USD", customer),
-            kind="unmatched",
-            reason="no renewal of ours matches this payment",
+            kind=ReviewKind.UNMATCHED,
             now=clock(),
             source="webhook",
+            reason="no renewal of ours matches this payment",
+            payment_intent_id="pi_reported_earlier",
+            amount=1999,
+            currency="USD",
+            customer_id=customer,
+            details={"created": clock().isoformat()},
         )
     clock.advance(minutes=5)
     run_sweep(engine, faststar, settings, clock)

@@ -1,68 +1,71 @@
-"""Running the engine in the test process: the same services the tasks call, in order,
-with the test's clock. (The worker tests run the same through a real Celery worker.)"""
+"""Running the engine in the test process: the same table of services the tasks run
+(``renewals.services.work.SERVICES``), in order, with the test's clock. (The worker tests
+run the same through a real Celery worker.)"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from renewals.config import Settings
+from renewals.domain.work import Work
 from renewals.faststar import FastStarClient
 from renewals.models import AuditEvent
 from renewals.models.db import unit_of_work
-from renewals.notifications.delivery import deliver
-from renewals.notifications.senders import sender_from_url
-from renewals.scheduler.sweep import SweepResult, sweep
-from renewals.services.charging import FollowUps, charge_renewal
-from renewals.services.checkout import ensure_checkout_session, follow_up_action_required
-from renewals.services.reconciliation import (
-    poll_checkout_session,
-    process_inbox_event,
-    recheck_unknown,
-)
+from renewals.notifications.senders import Sender, sender_from_url
+from renewals.services.followups import FollowUps
 from renewals.services.subscriptions import subscription_views
+from renewals.services.sweep import sweep
+from renewals.services.work import SERVICES
 from tests.support.factories import Clock
+
+
+@dataclass(frozen=True)
+class InlineDeps:
+    settings: Settings
+    engine: Engine
+    faststar: FastStarClient
+    sender: Sender
+    test_clock: Clock
+
+    def clock(self) -> Any:
+        return self.test_clock()
+
+
+def deps(engine: Engine, client: FastStarClient, settings: Settings, clock: Clock) -> InlineDeps:
+    return InlineDeps(settings, engine, client, sender_from_url(settings.mail_url), clock)
 
 
 def run_follow_ups(
     engine: Engine, client: FastStarClient, settings: Settings, clock: Clock, follow: FollowUps
-) -> None:
-    sender = sender_from_url(settings.mail_url)
-    for renewal_id in follow.checkout_renewal_ids:
-        more = ensure_checkout_session(engine, client, renewal_id, clock=clock, settings=settings)
-        run_follow_ups(engine, client, settings, clock, more)
-    for message_id in follow.deliver_message_ids:
-        deliver(engine, message_id, clock=clock, settings=settings, sender=sender)
+) -> FollowUps:
+    """Run every piece of handed-on work, and what it hands on, until nothing is left;
+    returns everything that ran."""
+    ran = FollowUps()
+    d = deps(engine, client, settings, clock)
+    queue = list(follow.work)
+    while queue:
+        kind, item_id = queue.pop(0)
+        ran.add(kind, item_id)
+        queue += SERVICES[kind](d, item_id).work
+    return ran
 
 
 def run_sweep(
     engine: Engine, client: FastStarClient, settings: Settings, clock: Clock
-) -> SweepResult:
-    """One sweep and every task it would enqueue, run inline."""
+) -> FollowUps:
+    """One sweep and every task it would enqueue (and theirs), run inline; returns what the
+    sweep claimed."""
     with unit_of_work(engine) as session:
-        result = sweep(session, now=clock(), settings=settings)
-    follow = FollowUps(
-        checkout_renewal_ids=list(result.checkout), deliver_message_ids=list(result.deliver)
-    )
-    for renewal_id in result.action_follow_up:
-        more = follow_up_action_required(engine, client, renewal_id, clock=clock, settings=settings)
-        follow.deliver_message_ids += more.deliver_message_ids
-    for inbox_id in result.webhooks:
-        more = process_inbox_event(engine, inbox_id, clock=clock, settings=settings)
-        follow.deliver_message_ids += more.deliver_message_ids
-    for renewal_id in result.recheck_unknown:
-        more = recheck_unknown(engine, client, renewal_id, clock=clock, settings=settings)
-        follow.deliver_message_ids += more.deliver_message_ids
-    for renewal_id in result.poll_checkout:
-        more = poll_checkout_session(engine, client, renewal_id, clock=clock, settings=settings)
-        follow.deliver_message_ids += more.deliver_message_ids
-    for renewal_id in result.charge:
-        more = charge_renewal(engine, client, renewal_id, clock=clock, settings=settings)
-        follow.checkout_renewal_ids += more.checkout_renewal_ids
-        follow.deliver_message_ids += more.deliver_message_ids
-    run_follow_ups(engine, client, settings, clock, follow)
-    return result
+        claimed = sweep(session, now=clock(), settings=settings)
+    run_follow_ups(engine, client, settings, clock, claimed)
+    return claimed
+
+
+def claimed(result: FollowUps, kind: Work) -> list[int]:
+    return result.ids(kind)
 
 
 def view(engine: Engine, subscription_id: int) -> dict[str, Any]:
