@@ -17,14 +17,12 @@ from renewals.services.reconciliation import reconcile_paid, resolve_unknown_as_
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 def webhooks(host: str, port: int) -> None:
     """Serve the FastStar webhook endpoint: POST /webhooks/faststar."""
-    # Settings first: importing the tasks builds the Celery app from the settings, and a bad
-    # configuration must end in our message, not in a traceback from that import.
-    settings = settings_or_exit()
-
     import uvicorn
 
     from renewals.webhooks.app import WebhookApp
     from renewals.worker.tasks import process_webhook
+
+    settings = settings_or_exit()
 
     def hand_to_worker(inbox_id: int) -> None:
         process_webhook.delay(inbox_id)
