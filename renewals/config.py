@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from renewals.domain.dunning import parse_day_list, parse_durations
@@ -24,6 +25,13 @@ ENV_PREFIX = "RENEWALS_"
 VAR_DIR = Path("var")
 
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
+
+DEFAULT_API_KEY = "sk_test_local"  # published in the README, not a secret
+DEFAULT_WEBHOOK_SECRET = "whsec_local"  # noqa: S105 - published in the README, not a secret
+# Anyone can sign a webhook with a secret printed in our README or the sandbox's code, so
+# production refuses all of them (the sandbox's own default is published too).
+PUBLISHED_WEBHOOK_SECRETS = frozenset({DEFAULT_WEBHOOK_SECRET, "whsec_sandbox"})
+TEST_KEY_PREFIX = "sk_test_"
 
 
 class ConfigError(Exception):
@@ -48,8 +56,11 @@ class Settings(BaseSettings):
     broker_url: str = f"sqla+sqlite:///{VAR_DIR}/broker.db"
 
     faststar_base_url: str = "http://127.0.0.1:8787/api/v1"
-    faststar_api_key: SecretStr = SecretStr("sk_test_local")
-    faststar_webhook_secret: SecretStr = SecretStr("whsec_local")
+    faststar_api_key: SecretStr = SecretStr(DEFAULT_API_KEY)
+    faststar_webhook_secret: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET)
+    # Production refuses sk_test_ keys unless this says a test key is meant (a staging
+    # deployment against FastStar's test mode).
+    allow_test_keys: bool = False
     faststar_connect_timeout: float = Field(default=3.0, gt=0)
     faststar_read_timeout: float = Field(default=15.0, gt=0)
     # Client-side token bucket; None leaves it off.
@@ -135,6 +146,24 @@ class Settings(BaseSettings):
         parse_day_list(value, name="days")  # raises ValueError with the reason
         return value
 
+    @model_validator(mode="after")
+    def _safe_for_production(self) -> Settings:
+        """In production, refuse the published defaults and (unless allowed) test keys.
+
+        Every problem is reported at once, each naming the variable to set; the values
+        themselves are never echoed, since they may be real secrets pasted in the wrong place.
+        """
+        if self.env != "production":
+            return self
+        problems = production_problems(self)
+        if problems:
+            # A custom error keeps pydantic's "Value error, " prefix off the message, which
+            # load_settings prints line by line.
+            raise PydanticCustomError(
+                "unsafe_production", "{problems}", {"problems": "\n".join(problems)}
+            )
+        return self
+
     @property
     def dunning_days(self) -> tuple[int, ...]:
         return parse_day_list(self.dunning_retry_days, name="retry days")
@@ -177,13 +206,56 @@ class Settings(BaseSettings):
         return tuple(v for v in values if len(v) >= 6)
 
 
+def production_problems(settings: Settings) -> list[str]:
+    """What makes ``settings`` unsafe to run in production, one line per variable."""
+    problems: list[str] = []
+    secret_var = f"{ENV_PREFIX}FASTSTAR_WEBHOOK_SECRET"
+    current = [s.strip() for s in settings.faststar_webhook_secret.get_secret_value().split(",")]
+    current = [s for s in current if s]
+    if not current:
+        problems.append(
+            f"{secret_var}: is empty, so no webhook could be verified; set {secret_var} "
+            "to the signing secret from your FastStar dashboard"
+        )
+    elif PUBLISHED_WEBHOOK_SECRETS.intersection(current):
+        problems.append(
+            f"{secret_var}: the published default cannot be used in production (anyone "
+            f"could sign webhooks with it); set {secret_var} to the signing secret from "
+            "your FastStar dashboard"
+        )
+    old_var = f"{ENV_PREFIX}FASTSTAR_WEBHOOK_SECRETS_OLD"
+    old = settings.faststar_webhook_secrets_old.get_secret_value().split(",")
+    if PUBLISHED_WEBHOOK_SECRETS.intersection(s.strip() for s in old):
+        problems.append(
+            f"{old_var}: lists a published default secret, which anyone could sign "
+            f"webhooks with; remove it from {old_var}"
+        )
+    key_var = f"{ENV_PREFIX}FASTSTAR_API_KEY"
+    api_key = settings.faststar_api_key.get_secret_value().strip()
+    if api_key == DEFAULT_API_KEY:
+        problems.append(
+            f"{key_var}: the default cannot be used in production; set {key_var} "
+            "to your merchant secret key from the FastStar dashboard"
+        )
+    elif api_key.startswith(TEST_KEY_PREFIX) and not settings.allow_test_keys:
+        problems.append(
+            f"{key_var}: is a test key ({TEST_KEY_PREFIX}…), which charges no real card; "
+            f"set {key_var} to your live secret key, or set "
+            f"{ENV_PREFIX}ALLOW_TEST_KEYS=true if this deployment is meant to use test mode"
+        )
+    return problems
+
+
 def load_settings() -> Settings:
     """Read and validate the environment, raising :class:`ConfigError` with every problem."""
     try:
         return Settings()
     except ValidationError as exc:
-        lines = []
+        lines: list[str] = []
         for error in exc.errors():
+            if not error["loc"]:  # a model-level check: its lines already name the variables
+                lines.extend(f"  {line}" for line in error["msg"].splitlines())
+                continue
             name = ENV_PREFIX + "_".join(str(p) for p in error["loc"]).upper()
             lines.append(f"  {name}: {error['msg']}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -3,6 +3,10 @@
 Tests that need PostgreSQL or Redis ask for the ``postgres_url`` / ``redis_url`` fixtures.
 Where the server cannot be reached they are skipped, and the run ends with a plain list of
 what was skipped; with ``RENEWALS_REQUIRE_SERVICES=1`` (CI sets it) they fail instead.
+
+Each session gets its own PostgreSQL database and its own Redis database number (claimed
+with a lock key, see ``tests/support/redis_db.py``), so two runs on one machine cannot
+disturb each other. ``RENEWALS_TEST_REDIS_URL`` names a database to use as is instead.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ from tests.support.databases import (
     truncate_all,
 )
 from tests.support.factories import Clock, make_subscription_factory
+from tests.support.redis_db import claim_redis_db
 
 REQUIRE_SERVICES = os.environ.get("RENEWALS_REQUIRE_SERVICES", "") not in ("", "0", "false")
 POSTGRES_URL = os.environ.get(
     "RENEWALS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("RENEWALS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Given explicitly, used as is; otherwise a free database on this server is claimed.
+REDIS_URL = os.environ.get("RENEWALS_TEST_REDIS_URL")
+REDIS_SERVER = "redis://127.0.0.1:6379"
 
 _skipped_for_services: list[str] = []
 
@@ -67,8 +74,16 @@ def postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return _require("Redis", REDIS_URL)
+def redis_url() -> Iterator[str]:
+    """A Redis database for this session alone: empty at first, released at the end."""
+    if REDIS_URL is not None:
+        yield _require("Redis", REDIS_URL)
+        return
+    claim = claim_redis_db(_require("Redis", REDIS_SERVER))
+    try:
+        yield claim.url
+    finally:
+        claim.release()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -45,6 +45,7 @@ def test_structlog_and_stdlib_lines_are_redacted_in_json(monkeypatch: pytest.Mon
     monkeypatch.setenv("RENEWALS_ENV", "production")
     monkeypatch.setenv("RENEWALS_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("RENEWALS_FASTSTAR_API_KEY", "prodkey-without-prefix")
+    monkeypatch.setenv("RENEWALS_FASTSTAR_WEBHOOK_SECRET", "whsec-prod-only")
     stream = io.StringIO()
     configure_logging(load_settings(), stream=stream)
     structlog.get_logger("t").debug(

@@ -19,7 +19,7 @@ from renewals.cli.root import main, settings_or_exit
     help="SQLite file that keeps the sandbox's state across restarts.",
 )
 def sandbox(host: str, port: int, state: Path | None) -> None:
-    """Run the local FastStar sandbox (Part B of faststar-api.md)."""
+    """Run the local FastStar sandbox (its conventions: docs/faststar.md, Part B)."""
     from renewals.sandbox.server import serve
 
     settings_or_exit()

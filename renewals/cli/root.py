@@ -21,3 +21,10 @@ def settings_or_exit() -> Settings:
 @click.group()
 def main() -> None:
     """Subscription renewals: charge saved FastStar cards off-session, once per period."""
+    # Every subcommand refuses a bad configuration here, before it imports anything: some
+    # imports (the Celery app, the tasks) read the settings themselves and would otherwise
+    # end in a traceback instead of this message.
+    try:
+        load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None

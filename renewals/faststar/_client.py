@@ -2,7 +2,7 @@
 
 Synchronous because Celery workers are; one pooled ``httpx.Client`` per ``FastStarClient``
 so keep-alive connections are reused between charges. Every path comes from Part A of
-``faststar-api.md``. The ``Idempotency-Key`` header we send on every POST is *not* documented
+``docs/faststar.md``. The ``Idempotency-Key`` header we send on every POST is *not* documented
 by FastStar (our sandbox honours it, Part B): correctness never depends on it, but it costs
 nothing and protects us wherever it is honoured.
 

@@ -1,4 +1,4 @@
-"""Typed FastStar webhook events (faststar-api.md, Part A, "Webhooks").
+"""Typed FastStar webhook events (docs/faststar.md, Part A, "Webhooks").
 
 Verify first (``signatures.verify_signature`` on the raw body), then parse. Event types we
 do not know are still parsed (FastStar may add types); the caller decides what to ignore.

@@ -1,4 +1,4 @@
-"""Webhook signatures as FastStar documents them (faststar-api.md, Part A).
+"""Webhook signatures as FastStar documents them (docs/faststar.md, Part A).
 
 ``X-Webhook-Signature: t=<unix ts>,v1=<hex HMAC-SHA256>`` where the HMAC is keyed with the
 merchant's webhook secret over the bytes ``<t>.<raw body>``.

@@ -1,4 +1,4 @@
-"""Card validation and the sandbox's test-card table (faststar-api.md, Part B).
+"""Card validation and the sandbox's test-card table (docs/faststar.md, Part B).
 
 FastStar documents no test mode and no test cards; the numbers and what they do are our
 sandbox's convention. Full card numbers only pass through here: a saved card keeps its

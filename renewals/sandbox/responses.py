@@ -1,7 +1,7 @@
 """The response envelope and the errors handlers raise.
 
 Every response, success or failure, is ``{"success": bool, "message": str, "data": ...}``
-(faststar-api.md, Part A). Bodies are encoded once here with the stdlib ``json`` module in
+(docs/faststar.md, Part A). Bodies are encoded once here with the stdlib ``json`` module in
 compact form: the hot path (off-session charges) spends most of its time encoding.
 """
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
@@ -37,6 +36,7 @@ from tests.support.celery_processes import (
 from tests.support.databases import fresh_sqlite_url, truncate_all
 from tests.support.factories import CARDS, make_subscription_factory
 from tests.support.inline import view
+from tests.support.redis_db import flush_keeping_claim
 from tests.support.smtp import Mailbox, smtp_server
 
 SETTLED = {"succeeded", "requires_action", "retry_scheduled", "failed", "unknown"}
@@ -94,7 +94,7 @@ def stack(
         database_url = request.getfixturevalue("_postgres_database")
         truncate_all(database_url)
         broker_url = request.getfixturevalue("redis_url")
-        redis.Redis.from_url(broker_url).flushdb()
+        flush_keeping_claim(broker_url)  # plain FLUSHDB would drop the session's claim
     settings = Settings(
         database_url=database_url,
         broker_url=broker_url,

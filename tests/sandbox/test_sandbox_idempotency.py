@@ -11,6 +11,7 @@ import pytest
 
 from renewals.sandbox.testing import RunningSandbox
 from renewals.sandbox.testing import envelope_data as data
+from tests.support.waiting import wait_until
 
 
 def charge_body(payment_method_id: str, amount: int = 1999) -> dict[str, Any]:
@@ -79,7 +80,9 @@ def test_second_request_while_the_first_is_in_flight_is_409(
     sandbox: RunningSandbox, api: httpx.Client
 ) -> None:
     customer_id, card_id = sandbox.save_card()
-    sandbox.configure(latency_ms=800)
+    # Long enough that the second request, sent as soon as the first is seen in flight,
+    # arrives well inside the first one's latency even on a loaded machine.
+    sandbox.configure(latency_ms=3000)
     url = f"{sandbox.base_url}/public/customers/{customer_id}/charge"
     key = {"Idempotency-Key": "slow", **sandbox.headers}
     first: list[httpx.Response] = []
@@ -87,7 +90,10 @@ def test_second_request_while_the_first_is_in_flight_is_409(
         target=lambda: first.append(httpx.post(url, json=charge_body(card_id), headers=key))
     )
     slow.start()
-    time.sleep(0.25)  # the first request is now inside its 800 ms latency
+    # Wait until the sandbox has marked the key in flight (the in-process app's store: no
+    # API shows it), rather than sleeping and hoping the first request got there first.
+    in_flight: set[str] = sandbox.app.state.idempotency._in_flight
+    wait_until(lambda: "slow" in in_flight, interval=0.005, what="the first request in flight")
     concurrent = httpx.post(url, json=charge_body(card_id), headers=key)
     slow.join()
     assert concurrent.status_code == 409
@@ -121,7 +127,13 @@ def test_rate_limit_answers_429_with_retry_after(
     sandbox: RunningSandbox, api: httpx.Client
 ) -> None:
     sandbox.configure(rate_limit_per_s=2)
-    statuses = [api.get("/merchant/catalog/products") for _ in range(5)]
+    # The burst is two requests; a third within half a second is refused. Keep asking until
+    # one is, so a slow (loaded) client that lets a token refill does not fail the test.
+    statuses: list[httpx.Response] = []
+    for _ in range(50):
+        statuses.append(api.get("/merchant/catalog/products"))
+        if statuses[-1].status_code == 429:
+            break
     limited = [r for r in statuses if r.status_code == 429]
     assert [r.status_code for r in statuses[:2]] == [200, 200]
     assert limited, [r.status_code for r in statuses]

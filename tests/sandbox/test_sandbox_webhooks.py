@@ -15,6 +15,7 @@ import pytest
 from renewals.faststar.signatures import compute_signature
 from renewals.sandbox.testing import RunningSandbox
 from renewals.sandbox.testing import envelope_data as data
+from tests.support.waiting import wait_for
 
 SECRET = "whsec_test_receiver"
 
@@ -46,14 +47,14 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 
-    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    def wait_for(self, count: int) -> list[tuple[dict[str, str], bytes]]:
+        """The requests received once there are at least ``count`` of them."""
+
+        def received() -> list[tuple[dict[str, str], bytes]]:
             with self._lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.01)
-        raise AssertionError(f"expected {count} webhook requests, got {len(self.requests)}")
+                return list(self.requests)
+
+        return wait_for(received, lambda got: len(got) >= count, what=f"{count} webhook request(s)")
 
     def close(self) -> None:
         self.server.shutdown()
@@ -67,6 +68,21 @@ def receiver(sandbox: RunningSandbox) -> Iterator[Receiver]:
     yield endpoint
     sandbox.reset()  # stop any retries before the receiver goes away
     endpoint.close()
+
+
+def settled_delivery(sandbox: RunningSandbox, state: str) -> dict[str, Any]:
+    """The first event's delivery record once it reaches ``state``.
+
+    The sandbox records the outcome only after the receiver has answered, so a test that
+    has just seen the request arrive must wait for the record; reading it at once races.
+    """
+    event = wait_for(
+        lambda: sandbox.events()[0],
+        lambda e: e["delivery"]["state"] == state,
+        what=f"the event's delivery state to become {state!r}",
+    )
+    delivery: dict[str, Any] = event["delivery"]
+    return delivery
 
 
 def charge(sandbox: RunningSandbox, api: httpx.Client, number: str = "4242424242424242") -> None:
@@ -101,9 +117,9 @@ def test_event_is_delivered_signed(
     )
     assert compute_signature("wrong secret", timestamp, body) not in headers["X-Webhook-Signature"]
 
+    delivery = settled_delivery(sandbox, "delivered")
+    assert (delivery["attempts"], delivery["deliveries"], delivery["last_status"]) == (1, 1, 200)
     [logged] = sandbox.events()
-    assert logged["id"] == event["id"]
-    assert logged["delivery"]["state"] == "delivered"
     assert {k: v for k, v in logged.items() if k != "delivery"} == event
 
 
@@ -127,15 +143,8 @@ def test_failed_deliveries_are_retried_until_2xx(
     deliveries = receiver.wait_for(3)
     assert len({headers["X-Webhook-ID"] for headers, _ in deliveries}) == 1
     assert len({body for _, body in deliveries}) == 1
-    deadline = time.monotonic() + 2
-    while sandbox.events()[0]["delivery"]["state"] != "delivered" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    delivery = sandbox.events()[0]["delivery"]
-    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == (
-        "delivered",
-        3,
-        200,
-    )
+    delivery = settled_delivery(sandbox, "delivered")
+    assert (delivery["attempts"], delivery["last_status"]) == (3, 200)
 
 
 def test_delivery_gives_up_after_max_attempts(
@@ -144,10 +153,11 @@ def test_delivery_gives_up_after_max_attempts(
     sandbox.configure(webhook_max_attempts=2)
     receiver.statuses = [500] * 10
     charge(sandbox, api)
-    receiver.wait_for(2)
-    time.sleep(0.3)  # well past another retry's delay
-    assert len(receiver.requests) == 2
-    assert sandbox.events()[0]["delivery"]["state"] == "failed"
+    # "failed" is recorded after the last answer and nothing is scheduled after it, so once
+    # it is seen the receiver's count is final: no sleep "past another retry" is needed.
+    delivery = settled_delivery(sandbox, "failed")
+    assert (delivery["attempts"], delivery["last_status"]) == (2, 500)
+    assert len(receiver.wait_for(2)) == 2
 
 
 def test_unreachable_endpoint_is_retried(sandbox: RunningSandbox, api: httpx.Client) -> None:
@@ -155,11 +165,8 @@ def test_unreachable_endpoint_is_retried(sandbox: RunningSandbox, api: httpx.Cli
     closed.close()  # nothing listens on its port any more
     sandbox.configure(webhook_url=closed.url, webhook_max_attempts=2, webhook_retry_base_s=0.01)
     charge(sandbox, api)
-    deadline = time.monotonic() + 5
-    while sandbox.events()[0]["delivery"]["state"] != "failed" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    delivery = sandbox.events()[0]["delivery"]
-    assert (delivery["state"], delivery["attempts"]) == ("failed", 2)
+    delivery = settled_delivery(sandbox, "failed")
+    assert delivery["attempts"] == 2
     assert delivery["last_error"]
 
 
@@ -171,6 +178,13 @@ def test_duplicates_switch_sends_each_event_twice(
     (first_headers, first_body), (second_headers, second_body) = receiver.wait_for(2)
     assert first_headers["X-Webhook-ID"] == second_headers["X-Webhook-ID"]
     assert first_body == second_body
+    # The copy is counted after the receiver answered it: wait for the count, not the state
+    # (the state already read "delivered" after the first copy).
+    wait_for(
+        lambda: sandbox.events()[0]["delivery"],
+        lambda d: d["deliveries"] == 2,
+        what="both copies to be counted",
+    )
 
 
 def test_reorder_switch_delivers_batches_newest_first(

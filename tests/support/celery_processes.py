@@ -12,13 +12,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
+
+from tests.support.waiting import wait_until
 
 READY_TIMEOUT_S = 60.0
 
@@ -53,16 +54,6 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def wait_until(
-    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> Process:
