@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine
 
 from renewals.config import Settings
-from renewals.faststar import FastStarClient
+from renewals.faststar import FastStarClient, Paid
 from renewals.sandbox.testing import RunningSandbox
 from tests.support import scenarios as sc
 from tests.support.factories import CARDS, Clock
@@ -150,3 +150,177 @@ def test_the_janitor_does_not_crash_on_a_payment_an_operator_already_booked(
     ]
     assert len(escalations) == 1
     assert _reviews_of(engine, pi_b) == []  # B's payment was booked: nothing left to review
+
+
+# ----------------------------------------------------------------- 3, 4: paid on-session
+
+
+def _requires_action(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    make_subscription: Callable[..., int],
+) -> tuple[int, int, str]:
+    """A 402: the renewal waits for the customer with a Checkout Session.
+    Returns (subscription, renewal, checkout session id)."""
+    sub_id = make_subscription("sca", renews_at=clock.now)
+    run_sweep(engine, faststar, settings, clock)
+    waiting = sc.only_renewal(engine, sub_id)
+    assert waiting.status == "requires_action"
+    assert waiting.checkout_session_id is not None
+    return sub_id, waiting.id, waiting.checkout_session_id
+
+
+def test_a_customer_who_paid_on_session_before_the_reminder_is_not_canceled(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    start = clock.now
+    sub_id, renewal_id, session_id = _requires_action(
+        engine, faststar, settings, clock, make_subscription
+    )
+    # No webhook reaches us. The customer pays just before the first reminder is due.
+    clock.now = start + timedelta(days=3, minutes=-2)
+    sandbox.complete_checkout(session_id)
+    [paid] = sandbox.charges()
+    assert paid["checkout_session_id"] == session_id
+    clock.now = start + timedelta(days=3, minutes=1)
+    run_sweep(engine, faststar, settings, clock)
+    clock.now = start + timedelta(days=7, minutes=1)
+    run_sweep(engine, faststar, settings, clock)
+
+    booked = sc.renewal(engine, renewal_id)
+    assert (booked.status, booked.payment_intent_id) == ("succeeded", paid["payment_intent_id"])
+    assert sc.subscription(engine, sub_id).status == "active"
+    assert sc.open_reviews(engine) == []
+    assert sc.ACTION_REMINDER_KIND not in sc.outbox_kinds(engine, renewal_id=renewal_id)
+
+
+def test_a_customer_who_paid_on_session_just_before_the_deadline_is_not_canceled(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    no_polling = settings.model_copy(update={"checkout_poll_interval": 0.0})
+    start = clock.now
+    sub_id, renewal_id, session_id = _requires_action(
+        engine, faststar, no_polling, clock, make_subscription
+    )
+    clock.now = start + timedelta(days=6, hours=23)
+    sandbox.complete_checkout(session_id)
+    [paid] = sandbox.charges()
+    clock.now = start + timedelta(days=7, minutes=1)
+    run_sweep(engine, faststar, no_polling, clock)
+
+    booked = sc.renewal(engine, renewal_id)
+    assert (booked.status, booked.payment_intent_id) == ("succeeded", paid["payment_intent_id"])
+    assert sc.subscription(engine, sub_id).status == "active"
+    assert sc.FINAL_FAILURE_KIND not in sc.outbox_kinds(engine, renewal_id=renewal_id)
+
+
+def test_the_final_action_waits_for_faststar_to_confirm_the_session_was_not_paid(
+    engine: Engine,
+    faststar: FastStarClient,
+    unreachable: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    no_polling = settings.model_copy(update={"checkout_poll_interval": 0.0})
+    start = clock.now
+    sub_id, renewal_id, _ = _requires_action(engine, faststar, no_polling, clock, make_subscription)
+    # The customer never pays, but at the deadline FastStar cannot be asked.
+    clock.now = start + timedelta(days=7, minutes=1)
+    run_sweep(engine, unreachable, no_polling, clock)
+    assert sc.subscription(engine, sub_id).status == "action_required"
+    assert sc.renewal(engine, renewal_id).status == "requires_action"
+
+    clock.advance(hours=25)
+    run_sweep(engine, unreachable, no_polling, clock)
+    run_sweep(engine, unreachable, no_polling, clock)
+    assert sc.subscription(engine, sub_id).status == "action_required"
+    assert sc.renewal(engine, renewal_id).status == "requires_action"
+    open_for_renewal = [r["kind"] for r in sc.open_reviews(engine) if r["renewal_id"] == renewal_id]
+    assert open_for_renewal == ["final_action_unconfirmed"]
+
+    # FastStar answers again: the session was not paid, so the final action applies now.
+    clock.advance(hours=1)
+    run_sweep(engine, faststar, no_polling, clock)
+    assert sc.subscription(engine, sub_id).status == "canceled"
+    assert sc.renewal(engine, renewal_id).status == "failed"
+    assert sandbox.charges() == []
+
+
+# ----------------------------------------------------------------- 6: documented events
+
+
+def test_a_documented_event_during_the_charge_call_gives_no_false_review(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    sub_id = make_subscription("success", renews_at=clock.now)
+    sc.sweep_only(engine, settings, clock)  # materialises the renewal, charges nothing
+    renewal_id = sc.only_renewal(engine, sub_id).id
+    order = sc.begin(engine, settings, clock, renewal_id)
+    outcome = faststar.charge_off_session(
+        order.customer_id,
+        order.payment_method_id,
+        order.amount,
+        order.currency,
+        idempotency_key=order.idempotency_key,
+    )
+    assert isinstance(outcome, Paid)
+    # The event overtakes the charge's response: our attempt is still in flight.
+    event = _payment_event(sandbox, outcome.payment_intent_id, "documented")
+    inbox_id = sc.deliver_event(engine, settings, clock, event)
+    assert sc.open_reviews(engine) == []
+
+    sc.record(engine, settings, clock, order, outcome)
+    clock.advance(minutes=1)
+    run_sweep(engine, faststar, settings, clock)
+    assert sc.inbox_event(engine, inbox_id).status == "processed"
+    assert sc.open_reviews(engine) == []
+    booked = sc.renewal(engine, renewal_id)
+    assert (booked.status, booked.payment_intent_id) == ("succeeded", outcome.payment_intent_id)
+
+
+def test_a_documented_event_for_an_unknown_charge_is_reviewed_after_its_retries(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    sub_id = make_subscription("lost_response", renews_at=clock.now)
+    run_sweep(engine, faststar, settings, clock)
+    unknown = sc.only_renewal(engine, sub_id)
+    assert unknown.status == "unknown"
+    [charge] = sandbox.charges()
+    pi = str(charge["payment_intent_id"])
+    sc.deliver_event(engine, settings, clock, _payment_event(sandbox, pi, "documented"))
+    # Nothing names the customer: the event is looked at again on a backoff before an
+    # operator is asked.
+    assert sc.open_reviews(engine) == []
+
+    clock.advance(minutes=16)
+    run_sweep(engine, faststar, settings, clock)
+    assert len(_reviews_of(engine, pi)) == 1
+
+    sc.operator_paid(engine, settings, clock, unknown.id, pi)
+    booked = sc.renewal(engine, unknown.id)
+    assert (booked.status, booked.payment_intent_id) == ("succeeded", pi)
+    assert _reviews_of(engine, pi) == [], "the booked payment is still listed for review"
