@@ -324,3 +324,132 @@ def test_a_documented_event_for_an_unknown_charge_is_reviewed_after_its_retries(
     booked = sc.renewal(engine, unknown.id)
     assert (booked.status, booked.payment_intent_id) == ("succeeded", pi)
     assert _reviews_of(engine, pi) == [], "the booked payment is still listed for review"
+
+
+# ----------------------------------------------------------------- 7: refused retry
+
+
+def test_a_dunning_retry_refused_before_sending_ends_the_subscription(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    sub_id = make_subscription("declined", renews_at=clock.now)
+    run_sweep(engine, faststar, settings, clock)
+    declined = sc.only_renewal(engine, sub_id)
+    assert declined.status == "retry_scheduled"
+    assert sc.subscription(engine, sub_id).status == "past_due"
+    assert declined.next_attempt_at is not None
+
+    # The cap is lowered below the price before the retry: the retry is refused unsent.
+    capped = settings.model_copy(update={"max_charge_amount": declined.amount - 1})
+    clock.now = declined.next_attempt_at
+    run_sweep(engine, faststar, capped, clock)
+
+    assert sc.renewal(engine, declined.id).status == "failed"
+    assert sc.subscription(engine, sub_id).status == "canceled"
+    assert sc.FINAL_FAILURE_KIND in sc.outbox_kinds(engine, renewal_id=declined.id)
+    rows = sc.audit_rows(engine, subscription_id=sub_id)
+    assert len([r for r in rows if r.to_status == "canceled"]) == 1  # the final action
+    assert any("exceeds the per-charge cap" in (r.reason or "") for r in rows)
+    assert sandbox.charges() == []
+
+
+# ----------------------------------------------------------------- 8: unpaid, then paid
+
+
+def test_an_unpaid_subscription_settles_when_the_customer_pays_on_session(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    unpaid = settings.model_copy(update={"final_action": "unpaid"})
+    start = clock.now
+    sub_id, renewal_id, session_id = _requires_action(
+        engine, faststar, unpaid, clock, make_subscription
+    )
+    clock.now = start + timedelta(days=7, minutes=1)
+    run_sweep(engine, faststar, unpaid, clock)
+    assert sc.subscription(engine, sub_id).status == "unpaid"
+
+    # Later the customer pays the link after all; the event names the checkout session.
+    clock.advance(hours=2)
+    sandbox.complete_checkout(session_id)
+    [paid] = sandbox.charges()
+    sc.deliver_event(
+        engine, unpaid, clock, _payment_event(sandbox, paid["payment_intent_id"], "sandbox")
+    )
+
+    booked = sc.renewal(engine, renewal_id)
+    assert (booked.status, booked.payment_intent_id) == ("succeeded", paid["payment_intent_id"])
+    assert sc.subscription(engine, sub_id).status == "active"
+    assert [r for r in sc.open_reviews(engine) if r["kind"] == "refund_due"] == []
+
+
+# ----------------------------------------------------------------- 9: trusted keys
+
+
+def test_a_trusted_key_unknown_that_can_no_longer_be_charged_is_escalated_once(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    trusted = settings.model_copy(update={"trust_idempotency_keys": True})
+    sub_id = make_subscription("lost_response", renews_at=clock.now)
+    run_sweep(engine, faststar, trusted, clock)
+    unknown = sc.only_renewal(engine, sub_id)
+    assert unknown.status == "unknown"
+    assert len(sandbox.charges()) == 1
+    # An operator cancels the subscription (no cancel service exists: set directly).
+    sc.cancel_by_operator(engine, sub_id, clock.now)
+
+    steps = [timedelta(seconds=trusted.lease_seconds)] * 5 + list(trusted.unknown_recheck)
+    for step in steps:
+        clock.advance(seconds=step.total_seconds())
+        run_sweep(engine, faststar, trusted, clock)
+
+    escalations = [
+        r for r in sc.audit_rows(engine, renewal_id=unknown.id) if r.action == "unknown_escalated"
+    ]
+    assert len(escalations) == 1
+    assert len(sandbox.charges()) == 1  # nothing sent again
+    assert sc.renewal(engine, unknown.id).status == "unknown"
+
+
+# ----------------------------------------------------------------- 10: the audit trail
+
+
+def test_resolving_an_unknown_retry_as_paid_audits_the_subscription_becoming_active(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    make_subscription: Callable[..., int],
+) -> None:
+    sub_id = make_subscription("declined", renews_at=clock.now)
+    run_sweep(engine, faststar, settings, clock)
+    declined = sc.only_renewal(engine, sub_id)
+    assert sc.subscription(engine, sub_id).status == "past_due"
+    assert declined.next_attempt_at is not None
+    # The customer's new card charges, but the retry's response is lost.
+    card = sc.attach_card(settings, sandbox, sc.customer_of(engine, sub_id), CARDS["lost_response"])
+    sc.switch_card(engine, sub_id, card, clock.now)
+    clock.now = declined.next_attempt_at
+    run_sweep(engine, faststar, settings, clock)
+    assert sc.renewal(engine, declined.id).status == "unknown"
+    [charge] = sandbox.charges()
+
+    sc.operator_paid(engine, settings, clock, declined.id, str(charge["payment_intent_id"]))
+    assert sc.subscription(engine, sub_id).status == "active"
+    moves = [(r.from_status, r.to_status) for r in sc.audit_rows(engine, subscription_id=sub_id)]
+    assert ("past_due", "active") in moves
