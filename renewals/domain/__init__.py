@@ -1,4 +1,5 @@
-"""The pure domain of renewals: periods, money checks, state machines, dunning timelines.
+"""The pure domain of renewals: periods, money checks, state machines, dunning timelines,
+unknown-outcome rechecks and matching reported payments to renewals.
 
 No I/O, no database, no clock: every instant is a parameter and must be timezone-aware UTC
 (naive or non-UTC datetimes raise ``ValueError``). Services load rows, ask these functions

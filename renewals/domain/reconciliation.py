@@ -1,5 +1,5 @@
-"""Unknown outcomes: when to look again, whether a same-key retry is allowed, and which
-reported payment settles which attempt. Pure: no clock, no I/O; callers pass ``now``.
+"""Unknown outcomes: when to look again and whether a same-key retry is allowed. Pure: no
+clock, no I/O; callers pass ``now``.
 
 - :class:`UnknownRecheckPolicy`: the janitor's backoff (5 min, 1 h, then daily by default)
   and the same-key retry horizon. A retry re-sends the attempt's own idempotency key, which
@@ -7,16 +7,12 @@ reported payment settles which attempt. Pure: no clock, no I/O; callers pass ``n
   allowed only when the operator trusts them (``RENEWALS_TRUST_IDEMPOTENCY_KEYS``) and only
   while the first send is younger than the horizon (default 20 h); after that an operator
   decides.
-- :func:`match_payment`: which open attempt (in flight or unknown) a payment FastStar
-  reports belongs to, when the payment id is not known to us (a lost response tells us no
-  id). Amount and currency must be equal, the customer too where the event names one, and
-  the payment must fall in the attempt's time window. Anything ambiguous is no match: an
-  operator decides rather than a guess.
+
+Which reported payment settles which attempt is :mod:`renewals.domain.matching`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,17 +21,9 @@ from itertools import pairwise
 from renewals.domain._time import require_int, require_utc
 
 __all__ = [
-    "DEFAULT_CLOCK_SKEW",
-    "AttemptWindow",
     "RecheckDecision",
-    "ReportedPayment",
     "UnknownRecheckPolicy",
-    "match_payment",
 ]
-
-# How far FastStar's clock and ours may disagree when a payment's time is compared with the
-# moment we sent the charge.
-DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class RecheckDecision(StrEnum):
@@ -97,61 +85,3 @@ class UnknownRecheckPolicy:
         if trust_keys and self.within_horizon(first_sent_at, now):
             return RecheckDecision.RESEND_SAME_KEY
         return RecheckDecision.ESCALATE
-
-
-@dataclass(frozen=True, slots=True)
-class ReportedPayment:
-    """A payment FastStar reported (webhook, polled session or operator)."""
-
-    payment_intent_id: str
-    amount: int
-    currency: str
-    customer_id: str | None
-    paid_at: datetime | None  # the event's ``created``; None when not known
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptWindow:
-    """An attempt that may have charged: what it asked for, and when it could have run.
-
-    FastStar can only have executed the charge between the first send and the end of the
-    last send's call; ``call_bound`` bounds a call (our lease: a call still running after it
-    was declared unknown).
-    """
-
-    attempt_id: int
-    customer_id: str
-    amount: int
-    currency: str
-    first_sent_at: datetime
-    last_sent_at: datetime
-    call_bound: timedelta
-
-    def admits(self, payment: ReportedPayment, *, skew: timedelta = DEFAULT_CLOCK_SKEW) -> bool:
-        if (payment.amount, payment.currency.upper()) != (self.amount, self.currency.upper()):
-            return False
-        if payment.customer_id is not None and payment.customer_id != self.customer_id:
-            return False
-        if payment.paid_at is None:
-            # Only a customer-named payment may match without a time (an operator's record);
-            # amount and currency alone are not enough.
-            return payment.customer_id is not None
-        paid_at = require_utc(payment.paid_at, "paid_at")
-        start = require_utc(self.first_sent_at, "first_sent_at") - skew
-        end = require_utc(self.last_sent_at, "last_sent_at") + self.call_bound + skew
-        return start <= paid_at <= end
-
-
-def match_payment(
-    payment: ReportedPayment,
-    attempts: Sequence[AttemptWindow],
-    *,
-    skew: timedelta = DEFAULT_CLOCK_SKEW,
-) -> AttemptWindow | None:
-    """The one attempt ``payment`` belongs to, or None when none or several fit.
-
-    ``attempts`` are the open attempts (in flight or unknown) that could have charged; a
-    payment that fits two of them is ambiguous and left to an operator.
-    """
-    fits = [a for a in attempts if a.admits(payment, skew=skew)]
-    return fits[0] if len(fits) == 1 else None

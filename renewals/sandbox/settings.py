@@ -36,6 +36,10 @@ class SandboxConfig:
     webhook_retry_base_s: float = 0.5
     """First retry delay; each further retry doubles it."""
     webhook_timeout_s: float = 5.0
+    webhook_documented_shape: bool = False
+    """Send payment events' ``data`` with exactly the documented keys (``payment_id``,
+    ``amount``, ``currency``, ``status``), without the sandbox's extras (``customer_id``,
+    ``checkout_session_id`` ...), so the engine is tested against what FastStar promises."""
     merchant_of_record: bool = False
     """Reject ad hoc checkout line items, as FastStar does for Merchant-of-Record merchants."""
 
@@ -102,6 +106,7 @@ _CHECKERS: dict[str, Callable[[str, Any], Any]] = {
     "webhook_max_attempts": _attempts,
     "webhook_retry_base_s": _non_negative,
     "webhook_timeout_s": _positive,
+    "webhook_documented_shape": _boolean,
     "merchant_of_record": _boolean,
 }
 if set(_CHECKERS) != {f.name for f in dataclasses.fields(SandboxConfig)}:  # pragma: no cover

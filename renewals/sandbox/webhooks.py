@@ -7,6 +7,11 @@ connection error) is retried from its own task after ``webhook_retry_base_s * 2*
 seconds, up to ``webhook_max_attempts`` attempts in all; ``webhook_duplicates`` sends every
 event a second time; ``webhook_reorder`` holds events for a short window and sends each
 batch newest first. Requests never wait for any of this.
+
+Payment events carry extras by default (``customer_id``, ``payment_method_id``,
+``checkout_session_id``), which FastStar does not document; ``webhook_documented_shape``
+strips them at emission, so the log and every delivery show exactly the documented
+``payment_id``, ``amount``, ``currency`` and ``status``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ from renewals.sandbox.responses import JSON, encode_json
 from renewals.sandbox.settings import SandboxConfig
 
 log = logging.getLogger("renewals.sandbox.webhooks")
+
+# Part A: what FastStar documents a payment event's ``data`` to carry, and nothing more.
+DOCUMENTED_PAYMENT_FIELDS = ("payment_id", "amount", "currency", "status")
+
+
+def documented_shape(event_type: str, data: JSON) -> JSON:
+    """``data`` as FastStar documents it: payment events keep only the documented keys."""
+    if not event_type.startswith("payment."):
+        return data
+    return {key: data[key] for key in DOCUMENTED_PAYMENT_FIELDS if key in data}
 
 
 @dataclass(slots=True)
@@ -71,6 +86,9 @@ class WebhookDispatcher:
 
     def emit(self, event_type: str, data: JSON) -> JSON:
         """Log an event and queue it for delivery; returns the envelope. Never blocks."""
+        config = self._config()
+        if config.webhook_documented_shape:
+            data = documented_shape(event_type, data)
         event: JSON = {
             "id": new_id("evt"),
             "type": event_type,
@@ -82,7 +100,6 @@ class WebhookDispatcher:
         entry = LoggedEvent(event, encode_json(event))
         self.log.append(entry)
         self._persistence.append_event(event)
-        config = self._config()
         if config.webhook_url is None:
             entry.state = "not_sent"
             return event

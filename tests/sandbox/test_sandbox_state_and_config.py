@@ -81,6 +81,7 @@ def test_config_read_and_merge(sandbox: RunningSandbox) -> None:
     assert defaults["webhook_max_attempts"] == 5
     assert defaults["webhook_duplicates"] is defaults["webhook_reorder"] is False
     assert defaults["merchant_of_record"] is False
+    assert defaults["webhook_documented_shape"] is False  # events carry the sandbox's extras
     assert isinstance(defaults["webhook_secret"], str)
 
     sandbox.configure(latency_ms=5, webhook_url="http://127.0.0.1:9/hook")
@@ -108,6 +109,7 @@ def test_config_read_and_merge(sandbox: RunningSandbox) -> None:
         {"webhook_max_attempts": 2.5},
         {"webhook_duplicates": None},
         {"merchant_of_record": "yes"},
+        {"webhook_documented_shape": 1},
         {"latency_ms": 10, "nonsense": 1},
     ],
 )

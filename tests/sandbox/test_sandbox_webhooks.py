@@ -211,3 +211,67 @@ def test_without_webhook_url_events_are_only_logged(
     [event] = sandbox.events()
     assert event["type"] == "payment.succeeded"
     assert event["delivery"]["state"] == "not_sent"
+
+
+DOCUMENTED = {"payment_id", "amount", "currency", "status"}
+
+
+def test_payment_events_carry_sandbox_extras_by_default(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    charge(sandbox, api)
+    [(_, body)] = receiver.wait_for(1)
+    event_data = json.loads(body)["data"]
+    [executed] = sandbox.charges()
+    assert set(event_data) > DOCUMENTED
+    assert event_data["customer_id"] == executed["customer_id"]
+    assert event_data["payment_method_id"] == executed["payment_method_id"]
+    assert "checkout_session_id" in event_data
+
+
+def test_documented_shape_switch_sends_exactly_the_documented_keys(
+    sandbox: RunningSandbox, api: httpx.Client, receiver: Receiver
+) -> None:
+    sandbox.configure(webhook_documented_shape=True)
+    charge(sandbox, api)
+    charge(sandbox, api, "4000000000009995")  # a decline: payment.failed
+    deliveries = receiver.wait_for(2)
+    events = [json.loads(body) for _, body in deliveries]
+    assert sorted(e["type"] for e in events) == ["payment.failed", "payment.succeeded"]
+    for event in events:
+        assert set(event["data"]) == DOCUMENTED, event
+    [succeeded] = [e for e in events if e["type"] == "payment.succeeded"]
+    [executed] = sandbox.charges()
+    assert succeeded["data"] == {
+        "payment_id": executed["payment_intent_id"],
+        "amount": 1999,
+        "currency": "USD",
+        "status": "succeeded",
+    }
+    # the event log shows what was sent, not the extras behind it
+    assert [set(e["data"]) for e in sandbox.events()] == [DOCUMENTED, DOCUMENTED]
+
+
+def test_documented_shape_switch_strips_checkout_payments_too(
+    sandbox: RunningSandbox, api: httpx.Client
+) -> None:
+    sandbox.configure(webhook_documented_shape=True)
+    customer = data(api.post("/public/customers", json={"email": "jane@example.com"}))
+    session = data(
+        api.post(
+            "/public/checkout/sessions",
+            json={
+                "mode": "payment",
+                "line_items": [{"ad_hoc_amount": 500, "ad_hoc_currency": "EUR"}],
+                "customer_id": customer["id"],
+            },
+        )
+    )
+    completed = sandbox.complete_checkout(session["id"])
+    [event] = sandbox.events()
+    assert event["data"] == {
+        "payment_id": completed["payment_intent_id"],
+        "amount": 500,
+        "currency": "EUR",
+        "status": "succeeded",
+    }
