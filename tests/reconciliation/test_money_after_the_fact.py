@@ -27,6 +27,24 @@ from tests.support.inline import run_sweep
 SHAPES = ["sandbox", "documented"]
 
 
+def _deliver_and_settle(
+    engine: Engine,
+    faststar: FastStarClient,
+    settings: Settings,
+    clock: Clock,
+    sandbox: RunningSandbox,
+    payment_intent_id: str,
+    shape: str,
+) -> None:
+    """Deliver the payment's event; an event in the documented shape (no customer) first
+    waits up to 15 minutes for a worker to record the payment id, then becomes a review."""
+    sc.deliver_event(engine, settings, clock, _payment_event(sandbox, payment_intent_id, shape))
+    if shape == "documented":
+        assert sc.open_reviews(engine) == []  # still waiting
+        clock.advance(minutes=16)
+        run_sweep(engine, faststar, settings, clock)
+
+
 def _payment_event(sandbox: RunningSandbox, payment_intent_id: str, shape: str) -> dict[str, Any]:
     """The ``payment.succeeded`` event the sandbox emitted for a payment, in ``shape``."""
     [event] = [
@@ -94,7 +112,7 @@ def test_a_payment_that_fits_two_unknown_renewals_is_never_booked_on_the_wrong_o
     a, b, customer, pi_b = _two_unknowns_of_one_customer(
         engine, faststar, settings, clock, sandbox, make_subscription
     )
-    sc.deliver_event(engine, settings, clock, _payment_event(sandbox, pi_b, shape))
+    _deliver_and_settle(engine, faststar, settings, clock, sandbox, pi_b, shape)
     # It fits both unknown attempts (same customer, amount, currency): an operator decides.
     [open_review] = sc.open_reviews(engine)
     assert (open_review["kind"], open_review["payment_intent_id"]) == ("unmatched", pi_b)
@@ -133,7 +151,7 @@ def test_the_janitor_does_not_crash_on_a_payment_an_operator_already_booked(
     a, b, _, pi_b = _two_unknowns_of_one_customer(
         engine, faststar, settings, clock, sandbox, make_subscription
     )
-    sc.deliver_event(engine, settings, clock, _payment_event(sandbox, pi_b, shape))
+    _deliver_and_settle(engine, faststar, settings, clock, sandbox, pi_b, shape)
     # The operator books B before the janitor first looks at the two unknowns.
     sc.operator_paid(engine, settings, clock, b, pi_b)
     assert sc.renewal(engine, b).status == "succeeded"
@@ -342,11 +360,11 @@ def test_a_dunning_retry_refused_before_sending_ends_the_subscription(
     declined = sc.only_renewal(engine, sub_id)
     assert declined.status == "retry_scheduled"
     assert sc.subscription(engine, sub_id).status == "past_due"
-    assert declined.next_attempt_at is not None
+    assert declined.wake_at is not None
 
     # The cap is lowered below the price before the retry: the retry is refused unsent.
     capped = settings.model_copy(update={"max_charge_amount": declined.amount - 1})
-    clock.now = declined.next_attempt_at
+    clock.now = declined.wake_at
     run_sweep(engine, faststar, capped, clock)
 
     assert sc.renewal(engine, declined.id).status == "failed"
@@ -440,11 +458,11 @@ def test_resolving_an_unknown_retry_as_paid_audits_the_subscription_becoming_act
     run_sweep(engine, faststar, settings, clock)
     declined = sc.only_renewal(engine, sub_id)
     assert sc.subscription(engine, sub_id).status == "past_due"
-    assert declined.next_attempt_at is not None
+    assert declined.wake_at is not None
     # The customer's new card charges, but the retry's response is lost.
     card = sc.attach_card(settings, sandbox, sc.customer_of(engine, sub_id), CARDS["lost_response"])
     sc.switch_card(engine, sub_id, card, clock.now)
-    clock.now = declined.next_attempt_at
+    clock.now = declined.wake_at
     run_sweep(engine, faststar, settings, clock)
     assert sc.renewal(engine, declined.id).status == "unknown"
     [charge] = sandbox.charges()

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from renewals.config import Settings
-from renewals.domain.states import SubscriptionStatus
+from renewals.domain.states import SubscriptionEvent
 from renewals.faststar import ChargeOutcome, FastStarClient, WebhookEvent
 from renewals.models import (
     AuditEvent,
@@ -27,16 +27,15 @@ from renewals.models import (
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import FINAL_FAILURE
 from renewals.sandbox.testing import RunningSandbox, envelope_data
-from renewals.scheduler.sweep import SweepResult, sweep
-from renewals.services.charging import ChargeOrder, FollowUps, begin_charge, record_outcome
+from renewals.services import transitions
+from renewals.services.charging import ChargeOrder, begin_charge, record_outcome
 from renewals.services.checkout import REMINDER_EMAIL
+from renewals.services.followups import FollowUps
+from renewals.services.inbox import process_inbox_event
 from renewals.services.operators import payments_to_review
-from renewals.services.reconciliation import (
-    process_inbox_event,
-    reconcile_paid,
-    resolve_unknown_as_not_charged,
-)
+from renewals.services.reconcile import reconcile_paid, resolve_unknown_as_not_charged
 from renewals.services.subscriptions import SavedCard, create_subscription
+from renewals.services.sweep import sweep
 from renewals.webhooks.inbox import store_event
 from tests.support.factories import Clock
 
@@ -140,17 +139,19 @@ def open_reviews(engine: Engine) -> list[dict[str, Any]]:
 
 
 def cancel_by_operator(engine: Engine, subscription_id: int, now: datetime) -> None:
-    """No cancel service exists yet: the subscription is set to canceled directly."""
+    """No operator command exists yet (it comes with the task-queue commands): the test
+    moves the subscription through the state owner as that command will."""
     with unit_of_work(engine) as session:
-        sub = session.get_one(Subscription, subscription_id)
-        sub.status = SubscriptionStatus.CANCELED
-        sub.status_changed_at = now
+        sub = session.get_one(Subscription, subscription_id, with_for_update=True)
+        transitions.move_subscription(
+            session, sub, SubscriptionEvent.CANCELED_BY_OPERATOR, now=now, actor="operator:test"
+        )
 
 
 # --------------------------------------------------------------------------- engine steps
 
 
-def sweep_only(engine: Engine, settings: Settings, clock: Clock) -> SweepResult:
+def sweep_only(engine: Engine, settings: Settings, clock: Clock) -> FollowUps:
     """One sweep, running none of the tasks it hands out (e.g. to charge by hand)."""
     with unit_of_work(engine) as session:
         return sweep(session, now=clock(), settings=settings)
