@@ -4,7 +4,7 @@ Each machine is an explicit table ``status -> {event -> next status}``; anything
 table raises :class:`IllegalTransition`, so a bug or a race shows up as a loud error instead
 of a silently wrong status. Statuses with no exits are terminal.
 
-Subscription (design.md "Subscription life")::
+Subscription (docs/states.md)::
 
     active ──charge_succeeded──▶ active            (period advanced)
     active|past_due ──authentication_required──▶ action_required  (402: checkout link, reminders)

@@ -354,7 +354,7 @@ def record_outcome(
         log.warning(
             "outcome_not_recorded",
             attempt_id=attempt.id,
-            status=attempt.status,
+            attempt_status=attempt.status,
             outcome=outcome.kind,
         )
         return follow

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 
 from renewals.config import Settings
 from renewals.domain.states import SubscriptionEvent
+from renewals.domain.work import Work
 from renewals.faststar import ChargeOutcome, FastStarClient, WebhookEvent
 from renewals.models import (
     AuditEvent,
@@ -43,6 +44,7 @@ __all__ = [
     "ACTION_REMINDER_KIND",
     "DOCUMENTED_PAYMENT_FIELDS",
     "FINAL_FAILURE_KIND",
+    "Work",
     "attach_card",
     "audit_rows",
     "begin",
