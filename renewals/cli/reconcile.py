@@ -20,12 +20,13 @@ def webhooks(host: str, port: int) -> None:
     import uvicorn
 
     from renewals.webhooks.app import WebhookApp
+    from renewals.worker.publish import publish
     from renewals.worker.tasks import process_webhook
 
     settings = settings_or_exit()
 
     def hand_to_worker(inbox_id: int) -> None:
-        process_webhook.delay(inbox_id)
+        publish(process_webhook, inbox_id)  # best effort: the sweep finds what is not sent
 
     app = WebhookApp(
         engine=get_engine(settings.database_url), settings=settings, on_stored=hand_to_worker

@@ -9,6 +9,7 @@ from renewals.runtime import get_runtime
 from renewals.scheduler.beat import SWEEP_TASK
 from renewals.scheduler.sweep import SweepResult, sweep
 from renewals.worker.celery_app import app
+from renewals.worker.publish import publish
 from renewals.worker.tasks import (
     action_required_follow_up,
     charge,
@@ -23,24 +24,27 @@ log = structlog.get_logger(__name__)
 
 
 def run_sweep() -> SweepResult:
-    """One sweep, then (after its commit) one message per piece of claimed work."""
+    """One sweep, then (after its commit) one message per piece of claimed work.
+
+    A message that cannot be sent is left to a later sweep: the work stays leased in the
+    database and is claimed again when the lease expires."""
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
         result = sweep(session, now=runtime.clock(), settings=runtime.settings)
     for renewal_id in result.charge:
-        charge.delay(renewal_id)
+        publish(charge, renewal_id)
     for renewal_id in result.checkout:
-        create_checkout.delay(renewal_id)
+        publish(create_checkout, renewal_id)
     for renewal_id in result.action_follow_up:
-        action_required_follow_up.delay(renewal_id)
+        publish(action_required_follow_up, renewal_id)
     for renewal_id in result.poll_checkout:
-        poll_checkout.delay(renewal_id)
+        publish(poll_checkout, renewal_id)
     for renewal_id in result.recheck_unknown:
-        recheck_unknown_outcome.delay(renewal_id)
+        publish(recheck_unknown_outcome, renewal_id)
     for inbox_id in result.webhooks:
-        process_webhook.delay(inbox_id)
+        publish(process_webhook, inbox_id)
     for message_id in result.deliver:
-        deliver_email.delay(message_id)
+        publish(deliver_email, message_id)
     if result.charge or result.became_unknown or result.materialised:
         log.info(
             "sweep",

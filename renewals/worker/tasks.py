@@ -26,6 +26,7 @@ from renewals.services.reconciliation import (
     recheck_unknown,
 )
 from renewals.worker.celery_app import app
+from renewals.worker.publish import publish
 
 log = structlog.get_logger(__name__)
 
@@ -47,9 +48,9 @@ class RenewalService(Protocol):
 
 def enqueue_follow_ups(follow: FollowUps) -> None:
     for renewal_id in follow.checkout_renewal_ids:
-        create_checkout.delay(renewal_id)
+        publish(create_checkout, renewal_id)
     for message_id in follow.deliver_message_ids:
-        deliver_email.delay(message_id)
+        publish(deliver_email, message_id)
 
 
 def _run_for_renewal(task: str, service: RenewalService, renewal_id: int) -> None:
