@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from celery import Task
+from celery import Celery, Task
 from kombu import Connection
 from kombu.connection import ConnectionPool
-
-from renewals.worker.celery_app import app
 
 log = structlog.get_logger(__name__)
 
@@ -58,21 +57,25 @@ def bounded_transport_options(broker_url: str) -> dict[str, Any]:
 
 
 _lock = threading.Lock()
-_pools: dict[int, ConnectionPool] = {}
+# Per app, per process: a forked worker child must not share its parent's sockets.
+_pools: weakref.WeakKeyDictionary[Celery, dict[int, ConnectionPool]] = weakref.WeakKeyDictionary()
 
 
-def _pool() -> ConnectionPool:
-    # One pool per process: a forked worker child must not share its parent's sockets.
+def _pool(app: Celery) -> ConnectionPool:
     with _lock:
-        pool = _pools.get(os.getpid())
+        per_process = _pools.setdefault(app, {})
+        pool = per_process.get(os.getpid())
         if pool is None:
-            url = app.conf.broker_write_url or app.conf.broker_url
             connection: Connection = app.connection_for_write(
                 connect_timeout=_STEP_TIMEOUT_S,
-                transport_options=bounded_transport_options(str(url)),
+                transport_options=bounded_transport_options(_broker_url(app)),
             )
-            pool = _pools[os.getpid()] = connection.Pool(limit=POOL_LIMIT)
+            pool = per_process[os.getpid()] = connection.Pool(limit=POOL_LIMIT)
         return pool
+
+
+def _broker_url(app: Celery) -> str:
+    return str(app.conf.broker_write_url or app.conf.broker_url or "")
 
 
 def publish(task: Task[Any, Any], *args: int | str) -> bool:
@@ -83,7 +86,7 @@ def publish(task: Task[Any, Any], *args: int | str) -> bool:
     without the broker URL (it may carry a password).
     """
     try:
-        connection = _pool().acquire(block=True, timeout=PUBLISH_TIMEOUT_S)
+        connection = _pool(task.app).acquire(block=True, timeout=PUBLISH_TIMEOUT_S)
     except Exception as exc:  # any failure means "not sent"
         _warn(task, args, exc)
         return False
@@ -106,14 +109,14 @@ def _warn(task: Task[Any, Any], args: tuple[int | str, ...], exc: BaseException)
         "publish_failed",
         task=task.name,
         args=list(args),
-        error=f"{type(exc).__name__}: {_first_line(exc)}",
+        error=f"{type(exc).__name__}: {_first_line(task, exc)}",
         note="not sent; the sweep picks the work up again",
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(task: Task[Any, Any], exc: BaseException) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else "no detail"
     # Some transports name the broker in their errors; its password must not follow.
-    password = urlsplit(str(app.conf.broker_url)).password
+    password = urlsplit(_broker_url(task.app)).password
     return line.replace(password, "[secret]") if password else line
