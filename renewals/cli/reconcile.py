@@ -21,12 +21,13 @@ def webhooks(host: str, port: int) -> None:
 
     from renewals.domain.work import Work
     from renewals.webhooks.app import WebhookApp
+    from renewals.worker.publish import publish
     from renewals.worker.tasks import TASKS
 
     settings = settings_or_exit()
 
     def hand_to_worker(inbox_id: int) -> None:
-        TASKS[Work.WEBHOOK].delay(inbox_id)
+        publish(TASKS[Work.WEBHOOK], inbox_id)  # best effort: the sweep finds what is not sent
 
     app = WebhookApp(
         engine=get_engine(settings.database_url), settings=settings, on_stored=hand_to_worker

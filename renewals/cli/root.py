@@ -5,16 +5,27 @@ from __future__ import annotations
 import click
 
 from renewals.config import ConfigError, Settings, load_settings
+from renewals.folders import create_local_folders
 from renewals.logs import configure_logging
 
 
 def settings_or_exit() -> Settings:
-    """Validated settings with logging configured, or a clear error naming every bad variable."""
+    """Validated settings with logging configured, or a clear error naming every bad variable.
+
+    Also creates the folders the configured paths need (database, broker, mail): whichever
+    process of the embedded default starts first, it must not fail on a missing ``var/``.
+    """
     try:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings)
+    try:
+        create_local_folders(settings)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create a folder the configuration needs: {exc}"
+        ) from None
     return settings
 
 

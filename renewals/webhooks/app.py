@@ -3,7 +3,9 @@
 The signature is verified on the raw body before anything is parsed (Part A); stale and
 future timestamps, bad signatures and oversized bodies are refused before anything is
 stored. A verified event is stored once and handed to ``on_stored`` (a Celery task in
-production); the answer goes back within milliseconds, the work happens in the task.
+production, published best effort); the answer goes back within milliseconds, the work
+happens in the task. Once stored, the answer is 2xx even if the hand-off fails: the sweep
+processes events left pending.
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ class WebhookApp:
         else:
             await _respond(send, 404, {"error": "not found"})
 
+    def _hand_off(self, inbox_id: int) -> None:
+        # The event is stored: from here on the answer is 2xx whatever the hand-off does, or
+        # FastStar would retry an event we hold. The sweep picks up an event left pending.
+        try:
+            self.on_stored(inbox_id)
+        except Exception as exc:  # one warning line, no traceback
+            log.warning("webhook_handoff_failed", inbox_id=inbox_id, error=type(exc).__name__)
+
     async def _receive_event(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         limit = self.settings.webhook_max_body_bytes
@@ -134,6 +144,6 @@ class WebhookApp:
         now = datetime.fromtimestamp(self.clock(), UTC)
         inbox_id = await asyncio.to_thread(store_event, self.engine, event, now=now)
         if inbox_id is not None:
-            await asyncio.to_thread(self.on_stored, inbox_id)
+            await asyncio.to_thread(self._hand_off, inbox_id)
         log.info("webhook_received", event_id=event.id, type=event.type, new=inbox_id is not None)
         return 200, {"received": True, "duplicate": inbox_id is None}

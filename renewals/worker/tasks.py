@@ -23,6 +23,7 @@ from renewals.services.followups import FollowUps
 from renewals.services.sweep import sweep
 from renewals.services.work import SERVICES
 from renewals.worker.celery_app import SWEEP_TASK, app
+from renewals.worker.publish import publish
 
 log = structlog.get_logger(__name__)
 
@@ -38,9 +39,10 @@ TASK_NAMES: Mapping[Work, str] = MappingProxyType(
 
 
 def enqueue(follow: FollowUps) -> None:
-    """One message per piece of work; call only after the transaction has committed."""
+    """One message per piece of work; call only after the transaction has committed. Best
+    effort: what the broker does not take, the sweep finds again once its lease expires."""
     for kind, item_id in follow.work:
-        TASKS[kind].delay(item_id)
+        publish(TASKS[kind], item_id)
 
 
 def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
