@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from renewals.config import Settings
-from renewals.worker.celery_app import SWEEP_TASK
+from renewals.worker.names import SWEEP_TASK
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -15,9 +15,6 @@ from celery.signals import setup_logging, worker_process_init
 
 from renewals.config import Settings, get_settings
 
-# The sweep's task name; the scheduler's beat schedule names it.
-SWEEP_TASK = "renewals.sweep"
-
 # The broker redelivers an unacknowledged message after this long. Every task limit below is
 # far shorter, so a message is only redelivered when its worker really died.
 VISIBILITY_TIMEOUT_S = 3600

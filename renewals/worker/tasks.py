@@ -1,7 +1,7 @@
 """Thin tasks: take an id, run the service of that kind of work, enqueue what it hands on
 after its commit.
 
-One task per kind of work (:data:`TASK_NAMES`, stable names other tools may send), built
+One task per kind of work (stable names in :mod:`renewals.worker.names`), built
 from the one table in :mod:`renewals.services.work`, plus the sweep that beat starts. Every
 task is safe to run twice or concurrently: the services re-check state under lock.
 Retries of business outcomes are never done with Celery countdowns; they live in the
@@ -22,20 +22,11 @@ from renewals.runtime import get_runtime
 from renewals.services.followups import FollowUps
 from renewals.services.sweep import sweep
 from renewals.services.work import SERVICES
-from renewals.worker.celery_app import SWEEP_TASK, app
+from renewals.worker.celery_app import app
+from renewals.worker.names import SWEEP_TASK, TASK_NAMES
 from renewals.worker.publish import publish
 
 log = structlog.get_logger(__name__)
-
-TASK_NAMES: Mapping[Work, str] = MappingProxyType(
-    {
-        Work.CHARGE: "renewals.charge_renewal",
-        Work.RECHECK: "renewals.recheck_unknown",
-        Work.FOLLOW_UP: "renewals.action_required_follow_up",
-        Work.WEBHOOK: "renewals.process_webhook",
-        Work.DELIVER: "renewals.deliver_email",
-    }
-)
 
 
 def enqueue(follow: FollowUps) -> None:

@@ -25,6 +25,7 @@ from renewals.notifications.examples import SAMPLES
 from renewals.notifications.outbox import queue_email
 from renewals.sandbox.testing import RunningSandbox
 from renewals.services.sweep import sweep
+from renewals.worker.names import SWEEP_TASK, TASK_NAMES
 from tests.support.celery_processes import (
     black_hole,
     client_app,
@@ -164,7 +165,7 @@ def test_the_same_charge_message_five_times_charges_once(stack: Stack) -> None:
     worker = start_worker(stack.env(), stack.workdir / "worker", concurrency=4)
     with running(worker):
         for _ in range(5):
-            stack.send("renewals.charge_renewal", renewal_id)
+            stack.send(TASK_NAMES[Work.CHARGE], renewal_id)
         wait_until(
             lambda: stack.renewal(sub_id)["status"] == "succeeded", timeout=30, what="payment"
         )
@@ -180,7 +181,7 @@ def test_two_beats_and_duplicate_sweeps_charge_each_period_once(stack: Stack) ->
     beats = [start_beat(stack.env(), stack.workdir / f"beat{n}") for n in range(2)]
     with running(worker, *beats):
         for _ in range(3):
-            stack.send("renewals.sweep")
+            stack.send(SWEEP_TASK)
         wait_until(
             lambda: all(stack.renewal(s)["status"] == "succeeded" for s in subs),
             timeout=60,
@@ -201,7 +202,7 @@ def _attempt_in_flight(stack: Stack, sub_id: int) -> bool:
 
 def _sweep_until(stack: Stack, sub_id: int, status: str, timeout: float) -> None:
     def swept() -> bool:
-        stack.send("renewals.sweep")
+        stack.send(SWEEP_TASK)
         time.sleep(0.5)
         return stack.renewal(sub_id)["status"] == status
 
@@ -219,7 +220,7 @@ def test_worker_killed_after_the_attempt_commit_before_the_call(stack: Stack) ->
             stack.workdir / "worker1",
         )
         with running(stuck):
-            stack.send("renewals.sweep")
+            stack.send(SWEEP_TASK)
             wait_until(lambda: _attempt_in_flight(stack, sub_id), timeout=30, what="attempt")
             stuck.kill_group()
     key = stack.renewal(sub_id)["attempts"][0]["idempotency_key"]
@@ -229,7 +230,7 @@ def test_worker_killed_after_the_attempt_commit_before_the_call(stack: Stack) ->
     with running(worker):
         _sweep_until(stack, sub_id, "unknown", timeout=LEASE_S + 20)
         time.sleep(2)
-        stack.send("renewals.sweep")
+        stack.send(SWEEP_TASK)
         time.sleep(1)
     renewal = stack.renewal(sub_id)
     assert renewal["status"] == "unknown"
@@ -254,7 +255,7 @@ def test_worker_killed_after_the_call_before_the_result_commit(stack: Stack) -> 
     stack.sandbox.configure(latency_ms=2000)
     first = start_worker(stack.env(), stack.workdir / "worker1")
     with running(first):
-        stack.send("renewals.sweep")
+        stack.send(SWEEP_TASK)
         wait_until(lambda: _attempt_in_flight(stack, sub_id), timeout=30, what="attempt")
         time.sleep(0.3)  # the request is with FastStar now
         first.kill_group()
@@ -266,7 +267,7 @@ def test_worker_killed_after_the_call_before_the_result_commit(stack: Stack) -> 
     with running(worker):
         _sweep_until(stack, sub_id, "unknown", timeout=LEASE_S + 20)
         time.sleep(2)
-        stack.send("renewals.sweep")
+        stack.send(SWEEP_TASK)
         time.sleep(1)
     assert stack.renewal(sub_id)["status"] == "unknown"
     assert len(stack.charges_of(sub_id)) == 1  # never a second charge
@@ -310,7 +311,7 @@ def test_the_send_task_delivered_three_times_sends_one_email(stack: Stack) -> No
         )
         with running(worker):
             for _ in range(3):
-                stack.send("renewals.deliver_email", message_id)
+                stack.send(TASK_NAMES[Work.DELIVER], message_id)
             wait_until(lambda: len(mailbox.messages) >= 1, timeout=30, what="the email")
             time.sleep(1.5)  # the other two deliveries run and must send nothing
     assert len(mailbox.messages) == 1

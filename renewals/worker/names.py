@@ -1,0 +1,21 @@
+"""The tasks' stable names: what other tools (and operators) send messages to. Kept apart
+from the Celery app so that naming a task imports no Celery configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from renewals.domain.work import Work
+
+SWEEP_TASK = "renewals.sweep"
+
+TASK_NAMES: Mapping[Work, str] = MappingProxyType(
+    {
+        Work.CHARGE: "renewals.charge_renewal",
+        Work.RECHECK: "renewals.recheck_unknown",
+        Work.FOLLOW_UP: "renewals.action_required_follow_up",
+        Work.WEBHOOK: "renewals.process_webhook",
+        Work.DELIVER: "renewals.deliver_email",
+    }
+)
