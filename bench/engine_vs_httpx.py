@@ -31,14 +31,15 @@ from sandbox_throughput import free_port, start_sandbox
 from sqlalchemy import create_engine, text
 
 from renewals.config import Settings
+from renewals.domain.work import Work
 from renewals.faststar import FastStarClient
 from renewals.logs import configure_logging
 from renewals.models.db import create_db_engine, unit_of_work
 from renewals.models.migrate import upgrade
 from renewals.sandbox.client import save_card
-from renewals.scheduler.sweep import sweep
 from renewals.services.charging import charge_renewal
 from renewals.services.subscriptions import SavedCard, create_subscription
+from renewals.services.sweep import sweep
 
 API_KEY = "sk_test_bench"
 
@@ -132,7 +133,7 @@ def engine_run(
 
     started = time.perf_counter()
     with unit_of_work(engine) as session:
-        claimed = sweep(session, now=datetime.now(UTC), settings=settings).charge
+        claimed = sweep(session, now=datetime.now(UTC), settings=settings).ids(Work.CHARGE)
     with ThreadPoolExecutor(threads) as pool:
         done = sum(pool.map(work, range(threads), [claimed[i::threads] for i in range(threads)]))
     elapsed = time.perf_counter() - started
