@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench-sandbox bench-engine emails clean
+.PHONY: run test lint typecheck check bench bench-quick emails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,13 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-bench-sandbox: $(STAMP)
-	$(BIN)/python bench/sandbox_throughput.py
+# Both write bench-report.json here and print a table; they need PostgreSQL and Redis on
+# 127.0.0.1 (RENEWALS_BENCH_POSTGRES_URL, RENEWALS_BENCH_REDIS_URL to point elsewhere).
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
 
-bench-engine: $(STAMP)
-	$(BIN)/python bench/engine_vs_httpx.py
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 emails: $(STAMP)
 	$(BIN)/python -m renewals.notifications.examples docs/emails
