@@ -1,0 +1,40 @@
+"""The bench's bookkeeping: duplicates from the sandbox's ledger, and the printed table."""
+
+from __future__ import annotations
+
+from bench.e2e import duplicates
+from bench.report import table
+
+
+def test_duplicates_count_extra_charges_per_renewal_by_idempotency_key() -> None:
+    keys = {"k1": 1, "k2": 2, "k3": 2}
+    ledger = [
+        {"idempotency_key": "k1"},
+        {"idempotency_key": "k2"},
+        {"idempotency_key": "k3"},  # a second charge for renewal 2, under another key
+        {"idempotency_key": "k1"},  # the same key executed twice
+        {"idempotency_key": "bare_x"},  # not the engine's
+        {"idempotency_key": None},
+    ]
+    assert duplicates(ledger, keys) == {
+        "executed_charges": 4,
+        "duplicate_charges": 2,
+        "keys_executed_twice": 1,
+        "unmatched_charges": 2,
+    }
+
+
+def test_no_duplicates_when_every_renewal_was_charged_once() -> None:
+    keys = {f"k{n}": n for n in range(5)}
+    ledger = [{"idempotency_key": key} for key in keys]
+    assert duplicates(ledger, keys)["duplicate_charges"] == 0
+
+
+def test_table_aligns_columns_and_shows_missing_values_as_dashes() -> None:
+    out = table(
+        [{"a": 1.234, "b": None}, {"a": 1234.5, "b": "x"}], [("a", "alpha"), ("b", "beta")]
+    ).splitlines()
+    assert out[0].split() == ["alpha", "beta"]
+    assert out[2].split() == ["1.23", "-"]
+    assert out[3].split() == ["1,234", "x"]
+    assert len({len(line) for line in out}) == 1
