@@ -238,7 +238,7 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
                 break
             if worker.popen.poll() is not None or scheduler.popen.poll() is not None:
                 raise RuntimeError("a process exited:\n" + worker.output()[-3000:])
-            time.sleep(0.25)
+            time.sleep(0.5)
         sampler.stop()
         peak_pss_kb, peak_rss_kb = sampler.peak_pss_kb, sampler.peak_rss_kb
         cpu_s, processes = sampler.cpu_s, sampler.processes

@@ -165,24 +165,31 @@ class Sampler:
     """Samples a process group's CPU time and memory every ``every_s`` in a thread."""
 
     pgid: int
-    every_s: float = 0.25
+    every_s: float = 0.5
     peak_pss_kb: int = 0
     peak_rss_kb: int = 0
     cpu_start_s: float = 0.0
     cpu_end_s: float = 0.0
     processes: int = 0
     _cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    _pids: list[int] = field(default_factory=list)
+    _samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def _sample(self) -> None:
-        pids = group_pids(self.pgid)
+    def _sample(self, *, rescan: bool = False) -> None:
+        # Walking all of /proc costs CPU on a small machine: find the group's processes
+        # every few samples only (a prefork pool keeps its children).
+        if rescan or self._samples % 8 == 0:
+            self._pids = group_pids(self.pgid)
+        self._samples += 1
+        pids = self._pids
         self.processes = max(self.processes, len(pids))
         pss, rss = memory_kb(pids)
         self.peak_pss_kb = max(self.peak_pss_kb, pss)
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         for pid in pids:  # a child that exits keeps its last reading
-            self._cpu_by_pid[pid] = cpu_seconds([pid])
+            self._cpu_by_pid[pid] = max(self._cpu_by_pid.get(pid, 0.0), cpu_seconds([pid]))
 
     def start(self) -> None:
         self._sample()
@@ -198,7 +205,7 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        self._sample()
+        self._sample(rescan=True)
         self.cpu_end_s = sum(self._cpu_by_pid.values())
 
     @property
