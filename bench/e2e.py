@@ -20,6 +20,7 @@ beside it. Duplicates come from the sandbox's executed-charge ledger.
 
 from __future__ import annotations
 
+import re
 import shelve
 import tempfile
 import time
@@ -138,6 +139,20 @@ def _figures(engine: Engine) -> dict[str, Any]:
     }
 
 
+_SWEEP_DONE = re.compile(r"renewals\.sweep\[[^\]]+\] succeeded in ([\d.]+)s")
+
+
+def sweep_log_figures(worker_log: str) -> dict[str, Any]:
+    """Sweeps the worker ran (and how long each task took, publishing included), and sweeps
+    that expired while queued behind other work (beat sends them with expires=interval)."""
+    durations = [float(m) for m in _SWEEP_DONE.findall(worker_log)]
+    return {
+        "sweeps_run": len(durations),
+        "sweeps_expired_in_queue": worker_log.count("Discarding revoked task: renewals.sweep"),
+        "sweep_task_s_max": round(max(durations), 2) if durations else None,
+    }
+
+
 def duplicates(ledger: list[dict[str, Any]], keys: dict[str, int]) -> dict[str, int]:
     """Executed charges per renewal from the sandbox's ledger, matched by idempotency key."""
     per_renewal: dict[int, int] = {}
@@ -244,6 +259,7 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
         cpu_s, processes = sampler.cpu_s, sampler.processes
         sampler = None
         stop_all(scheduler, worker)
+        sweeps = sweep_log_figures(worker.output())
         scheduler = worker = None
         figures = _figures(engine)
     finally:
@@ -274,6 +290,7 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
             _seconds(figures["first_attempt"], figures["first_claim"])
         ),
         "sweep_ticks_needed": -(-spec.n // SWEEP_BATCH),
+        **sweeps,
         "renewals_by_status": figures["by_status"],
         "attempts": figures["attempts"],
         "http_429": figures["http_429"],

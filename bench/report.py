@@ -98,6 +98,7 @@ RUN_COLUMNS = [
     ("due_to_first_claim_s", "due->claim s"),
     ("cpu_ms_per_renewal", "CPU ms/r"),
     ("worker_peak_pss_mb", "PSS MB"),
+    ("sweeps_expired_in_queue", "lost ticks"),
     ("http_429", "429s"),
     ("duplicate_charges", "dups"),
 ]

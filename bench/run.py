@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
             "The scheduler's state file is primed so its first tick comes at once; "
             "due_to_first_claim_s is therefore process start-up, not the tick phase "
             "(in service: up to one sweep interval more).",
+            "Beat sends each sweep with expires=RENEWALS_SWEEP_INTERVAL into the one queue; "
+            "behind a backlog of charge messages it expires unrun (sweeps_expired_in_queue), "
+            "so ticks are lost while the worker is busy.",
             "Memory is summed over the worker's main process and pool children from "
             "/proc/<pid>/smaps_rollup: PSS (shared pages split) and RSS (counted per process).",
         ],

@@ -38,3 +38,21 @@ def test_table_aligns_columns_and_shows_missing_values_as_dashes() -> None:
     assert out[2].split() == ["1.23", "-"]
     assert out[3].split() == ["1,234", "x"]
     assert len({len(line) for line in out}) == 1
+
+
+def test_sweep_figures_from_the_worker_log() -> None:
+    from bench.e2e import sweep_log_figures
+
+    log = "\n".join(
+        [
+            "... Task renewals.sweep[ab-1] succeeded in 4.5s: None [celery.app.trace]",
+            "... Discarding revoked task: renewals.sweep[ab-2] [celery.worker.request]",
+            "... Task renewals.charge_renewal[ab-3] succeeded in 9.0s: None",
+            "... Task renewals.sweep[ab-4] succeeded in 20.25s: None [celery.app.trace]",
+        ]
+    )
+    assert sweep_log_figures(log) == {
+        "sweeps_run": 2,
+        "sweeps_expired_in_queue": 1,
+        "sweep_task_s_max": 20.25,
+    }
