@@ -153,6 +153,23 @@ def sweep_log_figures(worker_log: str) -> dict[str, Any]:
     }
 
 
+_CHARGE_CALL = re.compile(r"^(\S+) .*HTTP Request: POST \S+/charge \"HTTP/1.1 (\d+)", re.M)
+
+
+def charge_calls_per_second(worker_log: str) -> dict[str, Any]:
+    """Charge requests the worker sent, per wall-clock second, from httpx's INFO lines (429s
+    included): the busiest second, and the mean over the seconds in which any was sent."""
+    per_second: dict[str, int] = {}
+    for stamp, _status in _CHARGE_CALL.findall(worker_log):
+        per_second[stamp[:19]] = per_second.get(stamp[:19], 0) + 1
+    if not per_second:
+        return {"sent_peak_per_s": None, "sent_per_busy_s": None}
+    return {
+        "sent_peak_per_s": max(per_second.values()),
+        "sent_per_busy_s": round(sum(per_second.values()) / len(per_second), 2),
+    }
+
+
 def duplicates(ledger: list[dict[str, Any]], keys: dict[str, int]) -> dict[str, int]:
     """Executed charges per renewal from the sandbox's ledger, matched by idempotency key."""
     per_renewal: dict[int, int] = {}
@@ -259,7 +276,8 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
         cpu_s, processes = sampler.cpu_s, sampler.processes
         sampler = None
         stop_all(scheduler, worker)
-        sweeps = sweep_log_figures(worker.output())
+        worker_log = worker.output()
+        sweeps = sweep_log_figures(worker_log)
         scheduler = worker = None
         figures = _figures(engine)
     finally:
@@ -303,6 +321,12 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
     }
     if spec.client_rate_limit_per_s is not None or spec.sandbox_rate_limit_per_s is not None:
         result.update(_rate_figures(spec, figures["sent_times"], figures["sends"], ledger))
+        calls = charge_calls_per_second(worker_log)
+        result.update(calls)
+        if calls["sent_per_busy_s"] and spec.client_rate_limit_per_s:
+            result["achieved_over_configured"] = round(
+                calls["sent_per_busy_s"] / spec.client_rate_limit_per_s, 2
+            )
     return result
 
 
@@ -310,7 +334,8 @@ def _rate_figures(
     spec: RunSpec, sent_times: list[datetime], sends: int, ledger: dict[str, int]
 ) -> dict[str, Any]:
     """Charge requests sent per second by the engine (429s included), from the first send to
-    the last, against the configured rates."""
+    the last (retries wait for a later sweep, so this average includes idle time; the log's
+    per-second counts replace achieved_over_configured when the log has them)."""
     span = _seconds(sent_times[-1], sent_times[0]) if len(sent_times) > 1 else None
     sent_per_s = (sends - 1) / span if span else None
     configured = spec.client_rate_limit_per_s

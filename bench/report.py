@@ -127,7 +127,8 @@ def summary(report: dict[str, Any]) -> str:
     rate = report.get("rate_limit") or {}
     if rate:
         lines.append(
-            f"{'rate_limit':28} sent {_cell(rate.get('sent_per_s'))}/s with the client at "
+            f"{'rate_limit':28} sent {_cell(rate.get('sent_per_busy_s'))}/s (peak "
+            f"{_cell(rate.get('sent_peak_per_s'))}) with the client at "
             f"{_cell(rate.get('client_rate_limit_per_s'))}/s and the sandbox at "
             f"{_cell(rate.get('sandbox_rate_limit_per_s'))}/s: "
             f"{_cell(rate.get('achieved_over_configured'))} x configured, "

@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
                 "sandbox_rate_limit_per_s",
                 "client_rate_limit_per_s",
                 "sent_per_s",
+                "sent_per_busy_s",
+                "sent_peak_per_s",
                 "executed_per_s",
                 "achieved_over_configured",
                 "http_429",
