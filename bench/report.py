@@ -106,7 +106,7 @@ RUN_COLUMNS = [
 
 def summary(report: dict[str, Any]) -> str:
     lines = [table(report["runs"], RUN_COLUMNS), ""]
-    head = report["headline"]
+    head = report.get("headline") or {}
     for key in (
         "e2e_renewals_per_s",
         "bare_httpx_per_s",

@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, default=report.REPORT)
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy process logs here")
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="only the concurrency sweep and its plot (about 6 minutes here)",
+    )
     args = parser.parse_args(argv)
     # Quick: 1,000 renewals are two sweep ticks today (500 per tick, 30 s apart); that and the
     # engine's ~10-20 renewals/s on this 2-core machine keep it under three minutes.
@@ -157,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     sandbox = Sandbox.start()
     try:
         bench = Bench(sandbox, log_dir)
+        if args.plot_only:
+            _concurrency_sweep(bench, out, latency, args.plot)
+            out["runs"] = bench.runs
+            return
         main_run = bench.e2e(
             "e2e", e2e.RunSpec(backends.POSTGRES, n=n, concurrency=c, latency_ms=latency)
         )
@@ -231,6 +240,13 @@ def _n_for(concurrency: int) -> int:
 
 
 def _full(bench: Bench, out: dict[str, Any], latency: float, plot: Path) -> None:
+    _concurrency_sweep(bench, out, latency, plot)
+    _pools(bench, out, latency)
+    print("1,000,000-row sweep ...", flush=True)
+    out["sweep_claim_1m"] = sweep_claim_large()
+
+
+def _concurrency_sweep(bench: Bench, out: dict[str, Any], latency: float, plot: Path) -> None:
     points = []
     for c in SWEEP_CONCURRENCY:
         spec = e2e.RunSpec(backends.POSTGRES, n=_n_for(c), concurrency=c, latency_ms=latency)
@@ -241,6 +257,9 @@ def _full(bench: Bench, out: dict[str, Any], latency: float, plot: Path) -> None
         f"{out['machine_before']['loadavg'][0]}); N = 500 renewals (one sweep tick) for C >= 4."
     )
     out["plot"] = str(concurrency_plot(points, plot, note))
+
+
+def _pools(bench: Bench, out: dict[str, Any], latency: float) -> None:
     pools = []
     for pool in POOLS:
         for c in POOL_CONCURRENCY:
@@ -255,8 +274,6 @@ def _full(bench: Bench, out: dict[str, Any], latency: float, plot: Path) -> None
             )
             pools.append(bench.e2e(f"pool-{pool}-c{c}", spec))
     out["pools"] = pools
-    print("1,000,000-row sweep ...", flush=True)
-    out["sweep_claim_1m"] = sweep_claim_large()
 
 
 if __name__ == "__main__":
