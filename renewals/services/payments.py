@@ -218,6 +218,15 @@ def _book_on_session(
             subscription_id=sub.id,
             details={"checkout_session_id": payment.checkout_session_id},
         )
+        # Placed now: a review filed while nothing could tie it to this renewal is answered.
+        transitions.resolve_reviews_for_payment(
+            session,
+            payment.payment_intent_id,
+            now=now,
+            actor=source,
+            resolution=f"refund due on renewal {renewal.id}",
+            kinds=(ReviewKind.UNMATCHED,),
+        )
         return Applied("refund due")
     receipt = book(
         session,
