@@ -44,6 +44,7 @@ from renewals.policies import (
     FINAL_ACTION_ANSWER_LIMIT,
     FOLLOW_UP_RETRY_DELAY,
     LATE_WATCH_MARGIN,
+    REVIEW_RECHECK,
     policies,
 )
 from renewals.services import transitions
@@ -186,7 +187,12 @@ def _book_paid(
             session, payment, source="poll", now=now, settings=settings
         )
         if applied.review is not None:
+            # A paid session we cannot book (say, another amount): an operator decides, and
+            # the renewal is looked at again later rather than expired around the payment.
             open_unmatched_review(session, payment, applied.review, source="poll", now=now)
+            renewal = session.get(Renewal, renewal_id, with_for_update=True)
+            if renewal is not None and renewal.wake is Work.FOLLOW_UP:
+                transitions.reschedule(renewal, Wake(Work.FOLLOW_UP, now + REVIEW_RECHECK), now=now)
         follow.add(Work.DELIVER, applied.receipt_id)
     log.info("checkout_paid", renewal_id=renewal_id, outcome=applied.outcome)
     return follow
