@@ -50,7 +50,7 @@ class Renewal(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[RenewalStatus] = mapped_column(StrEnumType(RenewalStatus))
     # The renewal's one next job and when it is due (None: nothing to do). Only
-    # renewals.services.transitions sets these, together with the status.
+    # renewals.transitions sets these, together with the status.
     wake: Mapped[Work | None] = mapped_column(StrEnumType(Work))
     wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A claimed renewal is leased: a lost message is rediscovered once the lease expires.

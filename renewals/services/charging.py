@@ -14,7 +14,7 @@ Three steps, and no transaction is open during the HTTP call:
 
 If the worker dies between 1 and 3 the renewal stays ``charging`` until its lease expires;
 the sweep then marks it ``unknown`` (I3), since nobody can tell whether FastStar saw the call.
-Every status change goes through :mod:`renewals.services.transitions`.
+Every status change goes through :mod:`renewals.transitions`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import structlog
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.dunning import FinalActionDue, decide_after_decline
 from renewals.domain.money import InvalidChargeError, validate_charge
@@ -56,10 +57,9 @@ from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Sub
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure, queue_payment_failed
 from renewals.policies import policies
-from renewals.services import transitions
 from renewals.services.booking import Locked, book, lock_renewal
 from renewals.services.followups import FollowUps
-from renewals.services.transitions import Wake
+from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
 

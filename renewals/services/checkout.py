@@ -31,6 +31,7 @@ import structlog
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.matching import ReportedPayment
 from renewals.domain.states import RenewalEvent, RenewalStatus, ReviewKind
@@ -47,11 +48,10 @@ from renewals.policies import (
     REVIEW_RECHECK,
     policies,
 )
-from renewals.services import transitions
 from renewals.services.booking import Locked, lock_renewal
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment, open_unmatched_review
-from renewals.services.transitions import Wake
+from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
 

@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.matching import (
     AlreadyBooked,
@@ -52,7 +53,6 @@ from renewals.models import (
     Subscription,
 )
 from renewals.policies import policies
-from renewals.services import transitions
 from renewals.services.booking import book, lock_renewal
 
 log = structlog.get_logger(__name__)

@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.money import Money, validate_charge
 from renewals.domain.periods import Interval
 from renewals.domain.states import SubscriptionStatus
 from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
-from renewals.services import transitions
 from renewals.services.views import summaries
 
 

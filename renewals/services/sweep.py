@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
 from renewals.domain.dunning import UpcomingRenewalPolicy
@@ -43,7 +44,6 @@ from renewals.models import (
 )
 from renewals.notifications.notices import queue_pre_renewal_notices
 from renewals.policies import policies
-from renewals.services import transitions
 from renewals.services.followups import FollowUps
 
 log = structlog.get_logger(__name__)

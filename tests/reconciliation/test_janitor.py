@@ -14,13 +14,13 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import Engine, select
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.states import ReviewKind
 from renewals.faststar import FastStarClient
 from renewals.models import PaymentReview
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from renewals.services import transitions
 from renewals.services.operators import payments_to_review
 from renewals.services.reconcile import reconcile_paid
 from tests.support.celery_processes import black_hole

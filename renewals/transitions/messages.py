@@ -25,7 +25,7 @@ from renewals.domain.states import (
 )
 from renewals.models import InboxEvent as InboxRow
 from renewals.models import OutboxMessage, PaymentReview
-from renewals.services.transitions._audit import audit_row, write, write_many
+from renewals.transitions._audit import audit_row, write, write_many
 
 log = structlog.get_logger(__name__)
 

@@ -26,7 +26,7 @@ from renewals.domain.states import (
 )
 from renewals.domain.work import Work
 from renewals.models import ChargeAttempt, Renewal, Subscription
-from renewals.services.transitions._audit import audit_row, write, write_many
+from renewals.transitions._audit import audit_row, write, write_many
 
 log = structlog.get_logger(__name__)
 

@@ -4,15 +4,19 @@ outbox message, inbox event and payment review passes through this package.
 Each function applies the transition table of :mod:`renewals.domain.states` (an illegal
 move raises :class:`~renewals.domain.states.IllegalTransition`), stamps the times, sets or
 clears the renewal's one next job (``wake``/``wake_at``) and its lease, and writes the audit
-row (actor, reason, before and after) in the caller's transaction. Batches (the sweep's)
-go through the ``*_many`` functions, which write their audit rows in bulk.
+row (actor, reason, before and after) in the caller's transaction. Batches (the sweep's:
+``create_renewals``, ``expire_charging_leases``, ``expire_sending_leases``) are set-based
+statements whose audit rows are written in bulk in the next statement.
+
+It sits below services and notifications (it needs only the models and the domain), so
+both can use it and the imports keep pointing one way.
 
 Nothing else in the package assigns a status: ``tests/test_state_owner.py`` parses every
 module and fails on an assignment to ``.status`` or a ``status=`` value outside this package.
 """
 
-from renewals.services.transitions._audit import note
-from renewals.services.transitions.billing import (
+from renewals.transitions._audit import note
+from renewals.transitions.billing import (
     Wake,
     create_renewals,
     create_subscription,
@@ -23,7 +27,7 @@ from renewals.services.transitions.billing import (
     new_attempt,
     reschedule,
 )
-from renewals.services.transitions.messages import (
+from renewals.transitions.messages import (
     expire_sending_leases,
     move_inbox,
     move_outbox,
