@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from renewals.cli.commands import show_halt
 from renewals.cli.root import main, settings_or_exit
 from renewals.config import Settings
 from renewals.domain.money import InvalidChargeError
@@ -168,6 +169,7 @@ def show(subscription_id: int, as_json: bool) -> None:
     """Show one subscription with its renewals and attempts."""
     settings = settings_or_exit()
     with unit_of_work(get_engine(settings.database_url)) as session:
+        show_halt(session)
         sub = session.get(Subscription, subscription_id)
         if sub is None:
             raise click.ClickException(f"no subscription {subscription_id}")
@@ -181,5 +183,6 @@ def list_(status: str | None, as_json: bool) -> None:
     """List subscriptions, optionally only those in one status."""
     settings = settings_or_exit()
     with unit_of_work(get_engine(settings.database_url)) as session:
+        show_halt(session)
         views = subscription_views(session, list_subscriptions(session, status))
     _print(views, as_json)
