@@ -65,6 +65,18 @@ class Claimed:
     name: CommandName
     arguments: Arguments
     actor: str
+    started_at: datetime
+
+
+class _Overtaken(Exception):
+    """The lease ran out and another run claimed the command: this one keeps nothing."""
+
+
+def _lock_own(session: Session, command_id: int, claimed: Claimed) -> OperatorCommand:
+    row = session.get_one(OperatorCommand, command_id, with_for_update=True)
+    if row.status != CommandStatus.RUNNING.value or row.started_at != claimed.started_at:
+        raise _Overtaken
+    return row
 
 
 def _claim(
@@ -81,15 +93,24 @@ def _claim(
         log.warning("command_task_mismatch", command_id=command_id, name=row.name, task=expected)
         return None
     transitions.move_command(session, row, CommandEvent.CLAIMED, now=now, lease_seconds=lease)
-    return Claimed(CommandName(row.name), dict(row.arguments), row.actor)
+    return Claimed(CommandName(row.name), dict(row.arguments), row.actor, now)
 
 
 def _finish(
-    engine: Engine, command_id: int, event: CommandEvent, result: str, *, now: datetime
+    engine: Engine,
+    command_id: int,
+    claimed: Claimed,
+    event: CommandEvent,
+    result: str,
+    *,
+    now: datetime,
 ) -> None:
-    with unit_of_work(engine) as session:
-        row = session.get_one(OperatorCommand, command_id, with_for_update=True)
-        transitions.move_command(session, row, event, now=now, result=result)
+    try:
+        with unit_of_work(engine) as session:
+            row = _lock_own(session, command_id, claimed)
+            transitions.move_command(session, row, event, now=now, result=result)
+    except _Overtaken:
+        log.warning("command_overtaken", command_id=command_id)
 
 
 def run_command(
@@ -119,18 +140,22 @@ def run_command(
             prepared = command.prepare(ctx, claimed.arguments) if command.prepare else None
             ctx = Context(engine, settings, faststar, clock(), claimed.actor, command_id)
             with unit_of_work(engine) as session:
+                # The row first: a run whose lease ran out meanwhile must not act twice.
+                row = _lock_own(session, command_id, claimed)
                 outcome = command.run(ctx, session, claimed.arguments, prepared)
-                row = session.get_one(OperatorCommand, command_id, with_for_update=True)
                 event = CommandEvent.DONE if outcome.ok else CommandEvent.REFUSED
                 transitions.move_command(session, row, event, now=ctx.now, result=outcome.text)
+        except _Overtaken:
+            log.warning("command_overtaken", command_id=command_id)
+            return FollowUps()
         except Refusal as refusal:
             log.info("command_refused", reason=str(refusal))
-            _finish(engine, command_id, CommandEvent.REFUSED, str(refusal), now=clock())
+            _finish(engine, command_id, claimed, CommandEvent.REFUSED, str(refusal), now=clock())
             return FollowUps()
         except Exception as exc:  # the command's answer; the worker goes on
             log.exception("command_failed")
             error = redact_text(f"{type(exc).__name__}: {exc}")
-            _finish(engine, command_id, CommandEvent.FAILED, error, now=clock())
+            _finish(engine, command_id, claimed, CommandEvent.FAILED, error, now=clock())
             return FollowUps()
     log.info("command_done", ok=outcome.ok)
     return outcome.follow
