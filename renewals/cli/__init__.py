@@ -1,6 +1,7 @@
 """The ``renewals`` command line: thin wrappers that parse arguments and call services."""
 
 from renewals.cli import (
+    commands,
     db,
     demo,
     doctor,
@@ -13,6 +14,7 @@ from renewals.cli import (
 from renewals.cli.root import main
 
 __all__ = [
+    "commands",
     "db",
     "demo",
     "doctor",

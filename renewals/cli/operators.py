@@ -1,5 +1,5 @@
-"""``renewals unknown`` and ``renewals reviews``: what operators must look at, and how each
-row is settled."""
+"""``renewals unknown`` and ``renewals reviews [resolve]``: what operators must look at, how
+each row is settled, and the queued command that settles a review."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 
+from renewals.cli.commands import send, sending_options, show_halt
 from renewals.cli.root import main, settings_or_exit
 from renewals.cli.tables import emit, read_engine, table, when
+from renewals.domain.commands import CommandName
 from renewals.models.db import unit_of_work
 from renewals.services.operators import payments_to_review, unknown_renewals
 from renewals.services.views import with_settlements
@@ -60,6 +62,7 @@ def unknown(as_json: bool) -> None:
     """List renewals whose charge outcome is unknown, and how to settle each."""
     settings = settings_or_exit()
     with unit_of_work(read_engine(settings)) as session:
+        show_halt(session)
         rows, _ = with_settlements(unknown_renewals(session), [])
     if not rows and not as_json:
         click.echo("no renewal has an unknown outcome")
@@ -67,14 +70,56 @@ def unknown(as_json: bool) -> None:
     emit(rows, as_json, _unknown_table)
 
 
-@main.command("reviews")
+@main.group("reviews", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-def reviews(as_json: bool) -> None:
+@click.pass_context
+def reviews(ctx: click.Context, as_json: bool) -> None:
     """List payments to act on (refunds due, unmatched payments), and how to settle each."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = settings_or_exit()
     with unit_of_work(read_engine(settings)) as session:
+        show_halt(session)
         _, rows = with_settlements(unknown_renewals(session), payments_to_review(session))
     if not rows and not as_json:
         click.echo("no payment needs review")
         return
     emit(rows, as_json, _reviews_table)
+
+
+@reviews.command("resolve")
+@click.argument("review_id", type=int)
+@click.option("--refunded", "resolution", flag_value="refunded", help="The payment was refunded.")
+@click.option("--dismiss", "resolution", flag_value="dismissed", help="Nothing to do.")
+@click.option(
+    "--book", "renewal_id", type=int, default=None, help="Book the payment on this renewal."
+)
+@click.option("--reason", required=True, help="Why (written to the audit trail).")
+@sending_options()
+def resolve(
+    review_id: int,
+    resolution: str | None,
+    renewal_id: int | None,
+    reason: str,
+    actor: str | None,
+    wait: bool,
+    timeout: float,
+    dry_run: bool,
+) -> None:
+    """Close a review: --refunded, --dismiss, or --book RENEWAL (only on a renewal that can
+    take the payment: an unknown attempt, or a renewal waiting for an on-session payment)."""
+    if (resolution is None) == (renewal_id is None):
+        raise click.UsageError("give exactly one of --refunded, --dismiss or --book RENEWAL")
+    send(
+        CommandName.RESOLVE_REVIEW,
+        {
+            "review_id": review_id,
+            "resolution": resolution or "book",
+            "renewal_id": renewal_id,
+            "reason": reason,
+        },
+        actor=actor,
+        wait=wait,
+        timeout=timeout,
+        dry=dry_run,
+    )

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from renewals.cli.commands import show_halt
 from renewals.cli.root import main, settings_or_exit
 from renewals.cli.tables import emit, read_engine, table, when
 from renewals.config import Settings
@@ -223,6 +224,7 @@ def show(subscription_id: int, as_json: bool) -> None:
     """Show one subscription: amount, next action, and its history in time order."""
     settings = settings_or_exit()
     with unit_of_work(read_engine(settings)) as session:
+        show_halt(session)
         sub = session.get(Subscription, subscription_id)
         if sub is None:
             raise click.ClickException(f"no subscription {subscription_id}")
@@ -237,6 +239,7 @@ def list_(status: str | None, as_json: bool) -> None:
     """List subscriptions (optionally in one status) with their next action."""
     settings = settings_or_exit()
     with unit_of_work(read_engine(settings)) as session:
+        show_halt(session)
         views = subscription_views(session, list_subscriptions(session, status))
     if not views and not as_json:
         click.echo(f"no subscriptions{f' with status {status}' if status else ''}")

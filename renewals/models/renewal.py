@@ -66,6 +66,9 @@ class Renewal(Base):
     # Waiting for the customer (requires_action): reminders sent so far (0: the first
     # "action required" email; the timeline is ActionRequiredPolicy's).
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by an operator's ``retry``: the next attempt is theirs, outside the dunning
+    # schedule (its decline counts no dunning failure). Moved onto that attempt when sent.
+    retry_requested_by: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -97,6 +100,8 @@ class ChargeAttempt(Base):
     # it was handed to operators (nothing settled it and no same-key retry was allowed).
     checks: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The operator whose ``retry`` asked for this attempt; None for the dunning schedule's.
+    requested_by: Mapped[str | None] = mapped_column(String(64))
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     http_status: Mapped[int | None] = mapped_column(Integer)
     decline_code: Mapped[str | None] = mapped_column(String(64))

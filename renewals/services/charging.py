@@ -2,12 +2,13 @@
 
 Three steps, and no transaction is open during the HTTP call:
 
-1. :func:`begin_charge` locks the renewal, re-checks everything (renewal due for its charge,
-   subscription active or in dunning, card attached, amount and currency valid, no attempt
-   succeeded or in flight for the period), and commits a charge attempt with its
-   idempotency key and the renewal in ``charging``. Bad input is refused here, before
-   anything reaches FastStar (I4), and the refusal reaches a defined end: the renewal
-   fails, the final action applies and the customer is told.
+1. :func:`begin_charge` locks the renewal, re-checks everything (charges not halted,
+   renewal due for its charge, subscription active or in dunning, card attached, amount and
+   currency valid, no attempt succeeded or in flight for the period), and commits a
+   charge attempt with its idempotency key and the renewal in ``charging``. Bad input is
+   refused here, before anything reaches FastStar (I4), and the refusal reaches a defined
+   end: the renewal fails, the final action applies and the customer is told. A renewal
+   of a paused subscription waits without a job until the subscription is resumed.
 2. The caller sends the charge.
 3. :func:`record_outcome` locks the renewal again and records the classified outcome on the
    attempt, the renewal and the subscription, with any email in the outbox.
@@ -41,6 +42,7 @@ from renewals.domain.states import (
     RenewalEvent,
     RenewalStatus,
     SubscriptionEvent,
+    SubscriptionStatus,
 )
 from renewals.domain.work import Work
 from renewals.faststar import (
@@ -59,6 +61,7 @@ from renewals.notifications.notices import queue_final_failure, queue_payment_fa
 from renewals.policies import policies
 from renewals.services.booking import Locked, book, lock_renewal
 from renewals.services.followups import FollowUps
+from renewals.services.halt import is_halted
 from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
@@ -198,6 +201,23 @@ def begin_charge(
         return Skipped(f"renewal is {renewal.status}")
     if renewal.wake_at is None or renewal.wake_at > now:
         return Skipped("not due yet")
+    if is_halted(session):
+        # Left as it is: still due, so the sweep claims it again once charges resume.
+        return Skipped("charges are halted")
+    if sub.status == SubscriptionStatus.PAUSED and renewal.status != RenewalStatus.UNKNOWN:
+        # A pause is not the end of the period: the renewal waits without a job, and
+        # resuming the subscription hands it its charge again (services.commands).
+        transitions.reschedule(renewal, None, now=now)
+        transitions.note(
+            session,
+            now=now,
+            actor=ACTOR,
+            action="renewal_held",
+            subscription_id=sub.id,
+            renewal_id=renewal.id,
+            reason="the subscription is paused; resuming it charges this renewal",
+        )
+        return Skipped("subscription is paused")
     reason = refusal(sub, card, renewal.amount, renewal.currency, settings.max_charge_amount)
     if reason is not None:
         if renewal.status == RenewalStatus.UNKNOWN:
@@ -209,6 +229,10 @@ def begin_charge(
     if isinstance(chosen, Skipped):
         return chosen
     attempt, attempt_event = chosen
+    if renewal.retry_requested_by is not None:
+        # An operator's retry: this send is theirs, outside the dunning schedule.
+        attempt.requested_by = renewal.retry_requested_by
+        renewal.retry_requested_by = None
     transitions.move_renewal(
         session,
         renewal,
@@ -265,7 +289,11 @@ def _on_declined(
     attempt.http_status = outcome.http_status
     attempt.decline_code = outcome.reason_code
     attempt.error = outcome.message
-    renewal.declines += 1
+    # An operator's retry (``renewals retry``) of a renewal in dunning counts no failure:
+    # the schedule computed from the unchanged count is the one it already had.
+    counted = attempt.requested_by is None or renewal.declines == 0
+    if counted:
+        renewal.declines += 1
     renewal.first_declined_at = renewal.first_declined_at or now
     renewal.last_decline_code = outcome.reason_code
     renewal.last_error = outcome.message
@@ -275,7 +303,9 @@ def _on_declined(
         failures_so_far=renewal.declines,
         decline_code=outcome.reason_code,
     )
-    details = {"decline_code": outcome.reason_code}
+    details: dict[str, object] = {"decline_code": outcome.reason_code}
+    if not counted:
+        details["operator_retry"] = attempt.requested_by
     if isinstance(decision, FinalActionDue):
         transitions.move_renewal(
             session,

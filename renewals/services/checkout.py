@@ -173,15 +173,7 @@ def _book_paid(
     engine: Engine, renewal_id: int, paid: CheckoutSession, *, now: datetime, settings: Settings
 ) -> FollowUps:
     follow = FollowUps()
-    assert paid.payment_intent_id is not None
-    payment = ReportedPayment(
-        payment_intent_id=paid.payment_intent_id,
-        amount=paid.amount_total or 0,
-        currency=(paid.currency or "").upper(),
-        customer_id=paid.customer_id,
-        checkout_session_id=paid.id,
-        subtotal=paid.amount_subtotal,
-    )
+    payment = session_payment(paid)
     with unit_of_work(engine) as session:
         applied = apply_reported_payment(
             session, payment, source="poll", now=now, settings=settings
@@ -196,6 +188,19 @@ def _book_paid(
         follow.add(Work.DELIVER, applied.receipt_id)
     log.info("checkout_paid", renewal_id=renewal_id, outcome=applied.outcome)
     return follow
+
+
+def session_payment(paid: CheckoutSession) -> ReportedPayment:
+    """A paid Checkout Session as a reported payment (booked by ``apply_reported_payment``)."""
+    assert paid.payment_intent_id is not None
+    return ReportedPayment(
+        payment_intent_id=paid.payment_intent_id,
+        amount=paid.amount_total or 0,
+        currency=(paid.currency or "").upper(),
+        customer_id=paid.customer_id,
+        checkout_session_id=paid.id,
+        subtotal=paid.amount_subtotal,
+    )
 
 
 def _retry_later(engine: Engine, renewal_id: int, now: datetime) -> None:
@@ -452,4 +457,30 @@ def _send(
     return follow
 
 
-__all__ = ["ACTION_REQUIRED_EMAIL", "REMINDER_EMAIL", "follow_up_action_required"]
+def renewal_session_ids(session: Session, renewal_id: int) -> tuple[str, ...]:
+    """Every Checkout Session opened for the renewal, oldest first."""
+    return tuple(
+        session.scalars(
+            select(CheckoutSessionRecord.session_id)
+            .where(CheckoutSessionRecord.renewal_id == renewal_id)
+            .order_by(CheckoutSessionRecord.id)
+        )
+    )
+
+
+# The follow-up's own asking, for other final actions (an operator's cancel): FastStar's
+# word on every session, the paid one if any, and how long open ones are watched after.
+ask_sessions = _ask
+paid_session = _paid
+late_watch = _late_watch
+
+__all__ = [
+    "ACTION_REQUIRED_EMAIL",
+    "REMINDER_EMAIL",
+    "ask_sessions",
+    "follow_up_action_required",
+    "late_watch",
+    "paid_session",
+    "renewal_session_ids",
+    "session_payment",
+]

@@ -11,7 +11,8 @@ Each run, in one short transaction:
 3. **claim** every renewal whose one next job is due (its charge, the janitor's recheck, or
    the follow-up while its customer must authenticate), inbox events still pending, and
    emails due, leasing each row so a second sweep does not hand it out again until the
-   lease expires, which is also how a lost message is rediscovered.
+   lease expires, which is also how a lost message is rediscovered. While charges are
+   halted (``renewals halt``) nothing is claimed to charge; every other job goes on.
 
 Rows are taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two sweeps (two beats) split
 the work; on SQLite the transaction holds the database's single write lock. The result is
@@ -45,6 +46,7 @@ from renewals.models import (
 from renewals.notifications.notices import queue_pre_renewal_notices
 from renewals.policies import policies
 from renewals.services.followups import FollowUps
+from renewals.services.halt import is_halted
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +180,8 @@ def lease_rows(
 def claim_due_renewals(
     session: Session, *, now: datetime, settings: Settings
 ) -> list[tuple[int, Work]]:
-    """Lease every renewal whose one next job is due, oldest first, with that job."""
+    """Lease every renewal whose one next job is due, oldest first, with that job (no
+    charge while halted: those renewals keep their due time and are claimed after unhalt)."""
     query = (
         select(Renewal.id, Renewal.wake)
         .where(Renewal.wake_at <= now, Renewal.wake.is_not(None))
@@ -187,6 +190,8 @@ def claim_due_renewals(
         .limit(BATCH)
         .with_for_update(skip_locked=True)
     )
+    if is_halted(session):
+        query = query.where(Renewal.wake != Work.CHARGE)
     due = [(renewal_id, work) for renewal_id, work in session.execute(query).tuples() if work]
     if due:
         session.execute(

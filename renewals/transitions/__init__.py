@@ -1,5 +1,6 @@
 """The one owner of state: every status change of a subscription, renewal, charge attempt,
-outbox message, inbox event and payment review passes through this package.
+outbox message, inbox event, payment review, operator command and switch passes through
+this package.
 
 Each function applies the transition table of :mod:`renewals.domain.states` (an illegal
 move raises :class:`~renewals.domain.states.IllegalTransition`), stamps the times, sets or
@@ -37,18 +38,30 @@ from renewals.transitions.messages import (
     resolve_reviews_for_payment,
     store_inbox_event,
 )
+from renewals.transitions.operations import (
+    create_command,
+    lock_switch,
+    lost_commands,
+    move_command,
+    move_switch,
+)
 
 __all__ = [
     "Wake",
+    "create_command",
     "create_renewals",
     "create_subscription",
     "expire_charging_leases",
     "expire_sending_leases",
+    "lock_switch",
+    "lost_commands",
     "move_attempt",
+    "move_command",
     "move_inbox",
     "move_outbox",
     "move_renewal",
     "move_subscription",
+    "move_switch",
     "new_attempt",
     "note",
     "open_review",

@@ -2,7 +2,8 @@
 after its commit.
 
 One task per kind of work (stable names in :mod:`renewals.worker.names`), built
-from the one table in :mod:`renewals.services.work`, plus the sweep that beat starts. Every
+from the one table in :mod:`renewals.services.work`, plus the sweep that beat starts, plus
+one task per operator command (built from :mod:`renewals.services.commands`' table). Every
 task is safe to run twice or concurrently: the services re-check state under lock.
 Retries of business outcomes are never done with Celery countdowns; they live in the
 database (each renewal's ``wake_at``) and the sweep brings them back.
@@ -16,14 +17,17 @@ from types import MappingProxyType
 import structlog
 from celery import Task
 
+from renewals import transitions
+from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
 from renewals.runtime import get_runtime
+from renewals.services.commands import run_command
 from renewals.services.followups import FollowUps
 from renewals.services.sweep import sweep
 from renewals.services.work import SERVICES
 from renewals.worker.celery_app import app
-from renewals.worker.names import SWEEP_TASK, TASK_NAMES
+from renewals.worker.names import COMMAND_TASK_NAMES, SWEEP_TASK, TASK_NAMES
 from renewals.worker.publish import publish
 
 log = structlog.get_logger(__name__)
@@ -51,12 +55,42 @@ def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
 TASKS: Mapping[Work, Task] = MappingProxyType({kind: _task_for(kind) for kind in Work})  # type: ignore[type-arg]
 
 
+def _command_task(name: CommandName) -> Task:  # type: ignore[type-arg]
+    def run(command_id: int) -> None:
+        runtime = get_runtime()
+        enqueue(
+            run_command(
+                runtime.settings,
+                runtime.engine,
+                runtime.faststar,
+                runtime.clock,
+                command_id,
+                expected=name.value,
+            )
+        )
+
+    run.__name__ = run.__qualname__ = f"run_{name}"
+    return app.task(name=COMMAND_TASK_NAMES[name])(run)
+
+
+COMMAND_TASKS: Mapping[CommandName, Task] = MappingProxyType(  # type: ignore[type-arg]
+    {name: _command_task(name) for name in CommandName}
+)
+
+
 def run_sweep() -> FollowUps:
-    """One sweep, then (after its commit) one message per piece of work it claimed."""
+    """One sweep, then (after its commit) one message per piece of work it claimed, and
+    one per operator command whose message was lost or whose worker vanished."""
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
         follow = sweep(session, now=runtime.clock(), settings=runtime.settings)
     enqueue(follow)
+    with unit_of_work(runtime.engine) as session:
+        lost = transitions.lost_commands(
+            session, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
+        )
+    for command_id, name in lost:
+        publish(COMMAND_TASKS[CommandName(name)], command_id)
     if follow.work:
         counts: dict[str, int] = {}
         for kind, _ in follow.work:

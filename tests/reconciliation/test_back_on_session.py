@@ -36,6 +36,7 @@ from renewals.faststar import FastStarClient, signature_header
 from renewals.models import InboxEvent, PaymentReview
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
+from renewals.services.commands import command_view, run_command, submit
 from renewals.services.inbox import process_inbox_event
 from renewals.services.operators import payments_to_review
 from renewals.services.reconcile import reconcile_paid
@@ -450,19 +451,28 @@ def test_operator_reconciles_paid_and_not_charged(
     assert sandbox.charges() == []
 
     lost = view(engine, lost_sub)["renewals"][0]
+    # The CLI refuses a bad command before anything is written or queued...
     refused = _cli(hook_settings, "reconcile", str(lost["id"]), "--not-charged")
     assert refused.returncode != 0 and "--reason" in refused.stderr
-    done = _cli(
-        hook_settings,
-        "reconcile",
-        str(lost["id"]),
-        "--not-charged",
-        "--reason",
-        "FastStar support: no such charge",
-        "--actor",
-        "alice",
-    )
-    assert done.returncode == 0, done.stderr
+
+    # ... and queues the rest: run here as the worker runs it (tests/processes/
+    # test_operator_commands.py runs `renewals reconcile` against a real worker).
+    def reconcile(renewal_id: int, **arguments: object) -> dict[str, object]:
+        command_id = submit(
+            engine,
+            "reconcile",
+            {"renewal_id": renewal_id, **arguments},
+            actor="operator:alice",
+            now=live_clock(),
+        )
+        run_command(hook_settings, engine, faststar, live_clock, command_id)
+        with unit_of_work(engine) as session:
+            result = command_view(session, command_id)
+        assert result is not None
+        return result
+
+    done = reconcile(lost["id"], not_charged=True, reason="FastStar support: no such charge")
+    assert done["status"] == "done", done
     live_clock.now = datetime.now(UTC) + timedelta(seconds=1)
     run_sweep(engine, faststar, hook_settings, live_clock)
     renewal = view(engine, lost_sub)["renewals"][0]
@@ -473,10 +483,10 @@ def test_operator_reconciles_paid_and_not_charged(
     assert [c["idempotency_key"] for c in sandbox.charges()] == [second["idempotency_key"]]
 
     other = view(engine, paid_sub)["renewals"][0]
-    done = _cli(hook_settings, "reconcile", str(other["id"]), "--paid", "pi_from_support")
-    assert done.returncode == 0, done.stderr
+    done = reconcile(other["id"], paid="pi_from_support")
+    assert done["status"] == "done", done
     settled = view(engine, paid_sub)["renewals"][0]
     assert (settled["status"], settled["payment_intent_id"]) == ("succeeded", "pi_from_support")
-    again = _cli(hook_settings, "reconcile", str(other["id"]), "--paid", "pi_from_support")
-    assert again.returncode != 0 and "succeeded" in again.stderr
+    again = reconcile(other["id"], paid="pi_from_support")
+    assert again["status"] == "refused" and "succeeded" in str(again["result"])
     assert "renewal_resolved_paid" in audit_actions(engine, paid_sub)
