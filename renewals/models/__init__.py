@@ -3,6 +3,7 @@
 from renewals.models.audit import AuditEvent
 from renewals.models.base import Base
 from renewals.models.billing import Customer, PaymentMethod, Subscription
+from renewals.models.leases import SweepLease
 from renewals.models.outbox import OutboxMessage
 from renewals.models.reconciliation import CheckoutSessionRecord, InboxEvent, PaymentReview
 from renewals.models.renewal import OPEN_ATTEMPT_SQL, ChargeAttempt, Renewal
@@ -20,4 +21,5 @@ __all__ = [
     "PaymentReview",
     "Renewal",
     "Subscription",
+    "SweepLease",
 ]

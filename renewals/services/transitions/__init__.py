@@ -20,6 +20,7 @@ from renewals.services.transitions.billing import (
     move_attempt,
     move_renewal,
     move_subscription,
+    move_subscriptions,
     new_attempt,
     reschedule,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "move_outbox",
     "move_renewal",
     "move_subscription",
+    "move_subscriptions",
     "new_attempt",
     "note",
     "open_review",

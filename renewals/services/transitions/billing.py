@@ -3,6 +3,7 @@ renewal's one next job and lease, and the audit row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,6 +94,49 @@ def move_subscription(
             details=details,
         )
     return True
+
+
+def move_subscriptions(
+    session: Session,
+    ids: Sequence[int],
+    event: SubscriptionEvent,
+    *,
+    before: SubscriptionStatus,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
+) -> list[int]:
+    """Apply ``event`` to every subscription of ``ids`` still in ``before``, set-based: one
+    UPDATE and the audit rows in one statement. Returns the ids that moved (the caller
+    usually holds their row locks, so all of them)."""
+    after = SUBSCRIPTION_TRANSITIONS.apply(before, event)
+    if not ids:
+        return []
+    moved = list(
+        session.scalars(
+            update(Subscription)
+            .where(Subscription.id.in_(ids), Subscription.status == before)
+            .values(status=after, status_changed_at=now)
+            .returning(Subscription.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    write_many(
+        session,
+        [
+            audit_row(
+                now=now,
+                actor=actor,
+                action=f"subscription_{event}",
+                subscription_id=subscription_id,
+                from_status=before,
+                to_status=after,
+                reason=reason,
+            )
+            for subscription_id in moved
+        ],
+    )
+    return moved
 
 
 def move_attempt(attempt: ChargeAttempt, event: AttemptEvent, *, now: datetime) -> None:
@@ -311,6 +355,7 @@ __all__ = [
     "move_attempt",
     "move_renewal",
     "move_subscription",
+    "move_subscriptions",
     "new_attempt",
     "reschedule",
 ]
