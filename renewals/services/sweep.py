@@ -112,6 +112,17 @@ class Swept:
     # Renewals claimed, and how many the claim asked for (0: backpressure was full).
     claimed: int
     claim_limit: int
+    batch: int
+
+    @property
+    def more_due(self) -> bool:
+        """A batch ran full (or backpressure stopped the claim): more may be due now."""
+        return self.due_subscriptions >= self.batch or self.claimed >= self.claim_limit
+
+    @property
+    def drained(self) -> bool:
+        """Nothing was left to materialise, and the claim took less than it could."""
+        return self.due_subscriptions == 0 and self.claimed < self.claim_limit
 
 
 def sweep(
@@ -150,7 +161,7 @@ def sweep_once(
     queue_pre_renewal_emails(session, now=now, settings=settings)  # delivered just below
     for message_id in claim_due_messages(session, now=now, settings=settings):
         follow.add(Work.DELIVER, message_id)
-    return Swept(follow, due.subscriptions, len(claimed), claim_limit)
+    return Swept(follow, due.subscriptions, len(claimed), claim_limit, limits.batch)
 
 
 def drain_step(session: Session, *, now: datetime, settings: Settings, limits: Limits) -> Swept:
@@ -161,7 +172,7 @@ def drain_step(session: Session, *, now: datetime, settings: Settings, limits: L
     follow = FollowUps()
     for renewal_id, work in claimed:
         follow.add(work, renewal_id)
-    return Swept(follow, due.subscriptions, len(claimed), claim_limit)
+    return Swept(follow, due.subscriptions, len(claimed), claim_limit, limits.batch)
 
 
 def claim_room(session: Session, *, now: datetime, limits: Limits) -> int:

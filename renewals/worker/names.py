@@ -9,6 +9,8 @@ from types import MappingProxyType
 from renewals.domain.work import Work
 
 SWEEP_TASK = "renewals.sweep"
+# The sweep's follow-on claim chain (renewals.services.drain).
+SWEEP_DRAIN_TASK = "renewals.sweep_drain"
 
 TASK_NAMES: Mapping[Work, str] = MappingProxyType(
     {
