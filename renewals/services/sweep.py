@@ -33,13 +33,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Table,
+    bindparam,
     column,
     func,
     or_,
@@ -307,13 +309,13 @@ def _move_schedules(session: Session, moves: Sequence[tuple[int, int, datetime]]
             .execution_options(synchronize_session=False)
         )
         return
-    # An ORM bulk UPDATE by primary key: one statement, executemany.
+    # One statement, executemany, on the table: the ORM's bulk path costs more per row.
+    table = cast(Table, Subscription.__table__)
     session.execute(
-        update(Subscription),
-        [
-            {"id": sub_id, "next_period_index": index, "next_renewal_at": at}
-            for sub_id, index, at in moves
-        ],
+        update(table)
+        .where(table.c.id == bindparam("sub_id"))
+        .values(next_period_index=bindparam("index"), next_renewal_at=bindparam("at")),
+        [{"sub_id": sub_id, "index": index, "at": at} for sub_id, index, at in moves],
     )
 
 
@@ -370,8 +372,7 @@ def claim_due_renewals(
         session,
         now,
         limit - len(expired),
-        Renewal.wake.is_not(None),  # CLAIMABLE_SQL, the partial index's condition
-        Renewal.lease_expires_at.is_(None),
+        Renewal.lease_expires_at.is_(None),  # with wake IS NOT NULL: CLAIMABLE_SQL
     )
     due = [(renewal_id, work) for renewal_id, work in [*expired, *fresh] if work]
     if due:
