@@ -117,17 +117,26 @@ def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def explain_step(engine: Engine, settings: Settings, now: datetime, batch: int, title: str) -> None:
-    """One drain step (backpressure on, so its count query runs too), its SELECTs explained
-    in the same transaction, then rolled back: the timed run starts from the same data."""
+def explain_step(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    limits: Limits,
+    title: str,
+    setup: str | None = None,
+) -> None:
+    """One drain step (after ``setup``), its SELECTs explained in the same transaction, then
+    rolled back: the data stays as it was."""
     postgres = engine.dialect.name == "postgresql"
     with engine.connect() as conn:
         from sqlalchemy.orm import Session
 
         trans = conn.begin()
         session = Session(bind=conn)
+        if setup:
+            conn.execute(text(setup))
         with captured(engine) as sent:
-            drain_step(session, now=now, settings=settings, limits=Limits(batch, DEPTH))
+            drain_step(session, now=now, settings=settings, limits=limits)
         print(f"\n=== plans, {title} ===")
         for statement, parameters in sent:
             prefix = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " if postgres else "EXPLAIN QUERY PLAN "
@@ -161,7 +170,8 @@ def main() -> None:
                 f"{args.database}: {args.subscriptions:,} due subscriptions seeded in "
                 f"{time.perf_counter() - started:.1f} s; batch {args.batch}, backpressure off"
             )
-            explain_step(engine, settings, now, args.batch, "a fresh due set")
+            # Backpressure on here, so that the count query is explained too.
+            explain_step(engine, settings, now, Limits(args.batch, DEPTH), "a fresh due set")
 
             handed = 0
 
@@ -195,7 +205,20 @@ def main() -> None:
                 f"{args.subscriptions / elapsed:,.0f} rows/s; {done.steps} steps "
                 f"(one transaction each), {1000 * elapsed / done.steps:.1f} ms per step"
             )
-            explain_step(engine, settings, now, args.batch, "at the end, every renewal claimed")
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE"))
+            # Every other renewal claimed (the others' leases dropped in the explaining
+            # transaction): the claim skips the claimed ones through the partial indexes.
+            half = "UPDATE renewals SET lease_expires_at = NULL WHERE id % 2 = 0"
+            for depth in (DEPTH, None):
+                explain_step(
+                    engine,
+                    settings,
+                    now,
+                    Limits(args.batch, depth),
+                    f"half claimed, depth {depth or 'off (no backpressure)'}",
+                    half,
+                )
             engine.dispose()
         finally:
             if args.database == "postgres":
