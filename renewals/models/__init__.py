@@ -3,6 +3,7 @@
 from renewals.models.audit import AuditEvent
 from renewals.models.base import Base
 from renewals.models.billing import Customer, PaymentMethod, Subscription
+from renewals.models.leases import SweepLease
 from renewals.models.operations import OperatorCommand, Switch
 from renewals.models.outbox import OutboxMessage
 from renewals.models.reconciliation import CheckoutSessionRecord, InboxEvent, PaymentReview
@@ -22,5 +23,6 @@ __all__ = [
     "PaymentReview",
     "Renewal",
     "Subscription",
+    "SweepLease",
     "Switch",
 ]

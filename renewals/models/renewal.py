@@ -31,13 +31,32 @@ OPEN_ATTEMPT_SQL = "status IN ({})".format(
     ", ".join(f"'{status.value}'" for status in sorted(OPEN_ATTEMPT_STATUSES))
 )
 
+# The partial indexes' conditions; the sweep's queries repeat them so both databases use them.
+CLAIMABLE_SQL = "wake IS NOT NULL AND lease_expires_at IS NULL"
+LEASED_SQL = "lease_expires_at IS NOT NULL"
+
 
 class Renewal(Base):
     __tablename__ = "renewals"
     __table_args__ = (
         UniqueConstraint("subscription_id", "period_start"),
-        # The sweep's one claim query: every renewal whose next job is due.
-        Index("ix_renewals_wake_at", "wake_at"),
+        # The sweep's claim query: renewals with a next job and no lease, by due time. Only
+        # those rows are in it, so claimed rows (leased) and finished ones (no job) drop out
+        # and a claim never re-reads what earlier claims took.
+        Index(
+            "ix_renewals_claimable",
+            "wake_at",
+            sqlite_where=text(CLAIMABLE_SQL),
+            postgresql_where=text(CLAIMABLE_SQL),
+        ),
+        # Leased rows only (work in flight, a few batches): expired claims, charges whose
+        # worker vanished, and the claimed-but-unstarted count the backpressure reads.
+        Index(
+            "ix_renewals_leased",
+            "lease_expires_at",
+            sqlite_where=text(LEASED_SQL),
+            postgresql_where=text(LEASED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

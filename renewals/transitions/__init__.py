@@ -25,6 +25,7 @@ from renewals.transitions.billing import (
     move_attempt,
     move_renewal,
     move_subscription,
+    move_subscriptions,
     new_attempt,
     reschedule,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "move_outbox",
     "move_renewal",
     "move_subscription",
+    "move_subscriptions",
     "move_switch",
     "new_attempt",
     "note",

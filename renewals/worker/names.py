@@ -10,6 +10,8 @@ from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 
 SWEEP_TASK = "renewals.sweep"
+# The sweep's follow-on claim chain (renewals.services.drain).
+SWEEP_DRAIN_TASK = "renewals.sweep_drain"
 
 TASK_NAMES: Mapping[Work, str] = MappingProxyType(
     {
