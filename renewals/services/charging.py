@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from renewals import transitions
@@ -59,9 +59,9 @@ from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Sub
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure, queue_payment_failed
 from renewals.policies import policies
-from renewals.services.booking import Locked, book, lock_renewal
+from renewals.services.booking import Locked, book
 from renewals.services.followups import FollowUps
-from renewals.services.halt import is_halted
+from renewals.services.halt import halted_subquery
 from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
@@ -163,24 +163,81 @@ def _refuse(
     return Refused(reason, follow)
 
 
+@dataclass(frozen=True, slots=True)
+class _ForCharge:
+    """What step 1 reads, in one statement: the renewal and its subscription locked, the
+    customer and card, whether charges are halted, and the renewal's attempts in brief."""
+
+    locked: Locked
+    halted: bool
+    attempts: int
+    succeeded: bool
+    open_attempt_id: int | None
+
+
+def _lock_for_charge(session: Session, renewal_id: int) -> _ForCharge | None:
+    # Scalar subqueries rather than more round trips: the hot path of every renewal.
+    count = (
+        select(func.count(ChargeAttempt.id))
+        .where(ChargeAttempt.renewal_id == Renewal.id)
+        .scalar_subquery()
+    )
+    succeeded = (
+        select(func.count(ChargeAttempt.id))
+        .where(ChargeAttempt.renewal_id == Renewal.id)
+        .where(ChargeAttempt.status == AttemptStatus.SUCCEEDED)
+        .scalar_subquery()
+    )
+    open_attempt = (
+        select(ChargeAttempt.id)
+        .where(ChargeAttempt.renewal_id == Renewal.id)
+        .where(ChargeAttempt.status.in_(OPEN_ATTEMPT_STATUSES))
+        .scalar_subquery()  # at most one: the partial unique index
+    )
+    row = session.execute(
+        select(
+            Renewal,
+            Subscription,
+            Customer,
+            PaymentMethod,
+            halted_subquery(),
+            count,
+            succeeded,
+            open_attempt,
+        )
+        .join(Subscription, Subscription.id == Renewal.subscription_id)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
+        .where(Renewal.id == renewal_id)
+        .with_for_update(of=[Renewal, Subscription])
+    ).one_or_none()
+    if row is None:
+        return None
+    return _ForCharge(
+        Locked(row[0], row[1], row[2], row[3]),
+        halted=bool(row[4]),
+        attempts=int(row[5] or 0),
+        succeeded=bool(row[6]),
+        open_attempt_id=row[7],
+    )
+
+
 def _attempt_to_send(
-    session: Session, renewal: Renewal, *, now: datetime
+    session: Session, facts: _ForCharge, *, now: datetime
 ) -> tuple[ChargeAttempt, AttemptEvent | None] | Skipped:
     """The attempt to send: an open one re-sent with its own key, or a new one."""
-    attempts = session.scalars(
-        select(ChargeAttempt).where(ChargeAttempt.renewal_id == renewal.id)
-    ).all()
-    if any(a.status == AttemptStatus.SUCCEEDED for a in attempts):
+    if facts.succeeded:
         return Skipped("an attempt already succeeded for this period")
-    attempt = next((a for a in attempts if a.status in OPEN_ATTEMPT_STATUSES), None)
-    if attempt is None:
+    if facts.open_attempt_id is None:
         return transitions.new_attempt(
             session,
-            renewal,
-            number=len(attempts) + 1,
+            facts.locked.renewal,
+            number=facts.attempts + 1,
             idempotency_key=new_idempotency_key(),
             now=now,
         ), None
+    # Its renewal is locked, and attempts only change under their renewal's lock.
+    attempt = session.get_one(ChargeAttempt, facts.open_attempt_id)
     if attempt.status == AttemptStatus.IN_FLIGHT:
         return Skipped("an attempt is in flight")
     # Not sent, or unknown and handed over by the janitor: the same key either replays the
@@ -192,16 +249,17 @@ def begin_charge(
     session: Session, renewal_id: int, *, now: datetime, settings: Settings
 ) -> ChargeOrder | Skipped | Refused:
     """Step 1: under lock, decide whether to charge, and commit the attempt if so."""
-    locked = lock_renewal(session, renewal_id)
-    if locked is None:
+    facts = _lock_for_charge(session, renewal_id)
+    if facts is None:
         return Skipped("no such renewal")
+    locked = facts.locked
     renewal, sub, card = locked.renewal, locked.sub, locked.card
     event = _CLAIM_EVENTS.get(renewal.status)
     if event is None or renewal.wake is not Work.CHARGE:
         return Skipped(f"renewal is {renewal.status}")
     if renewal.wake_at is None or renewal.wake_at > now:
         return Skipped("not due yet")
-    if is_halted(session):
+    if facts.halted:
         # Left as it is: still due, so the sweep claims it again once charges resume.
         return Skipped("charges are halted")
     if sub.status == SubscriptionStatus.PAUSED and renewal.status != RenewalStatus.UNKNOWN:
@@ -225,7 +283,7 @@ def begin_charge(
             transitions.reschedule(renewal, Wake(Work.RECHECK, now), now=now)
             return Skipped(f"{reason}; the unknown outcome is left to the janitor")
         return _refuse(session, locked, reason, now=now, settings=settings)
-    chosen = _attempt_to_send(session, renewal, now=now)
+    chosen = _attempt_to_send(session, facts, now=now)
     if isinstance(chosen, Skipped):
         return chosen
     attempt, attempt_event = chosen

@@ -9,7 +9,7 @@ on finish and are recorded as usual. Switching it goes through the state owner
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.orm import Session
 
 from renewals.domain.commands import HALT_SWITCH
@@ -21,6 +21,16 @@ def halt_switch(session: Session) -> Switch | None:
     """The halt switch's row while it is on, else None (a missing row is off)."""
     switch = session.get(Switch, HALT_SWITCH)
     return switch if switch is not None and switch.status == SwitchStatus.ON.value else None
+
+
+def halted_subquery() -> ScalarSelect[bool]:
+    """True while halted, as a column another statement can carry (the charge path's lock
+    reads it in the same round trip)."""
+    return (
+        select(Switch.status == SwitchStatus.ON.value)
+        .where(Switch.name == HALT_SWITCH)
+        .scalar_subquery()
+    )
 
 
 def is_halted(session: Session) -> bool:
