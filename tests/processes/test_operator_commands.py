@@ -218,7 +218,8 @@ def test_reviews_resolve_through_the_queue(ops: Ops) -> None:
         )
     assert review_id is not None
     listed = ops.cli("reviews")
-    assert f"review {review_id} unmatched: pi_stray" in listed.stdout
+    [row] = [line.split() for line in listed.stdout.splitlines() if "pi_stray" in line][:1]
+    assert row[:3] == [str(review_id), "unmatched", "pi_stray"]  # the id to resolve it by
     assert f"({'dismissed'}: not ours)" in ops.done(
         "reviews", "resolve", str(review_id), "--dismiss", "--reason", "not ours"
     )
