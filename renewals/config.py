@@ -9,6 +9,7 @@ that names every offending variable.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,19 @@ ENV_PREFIX = "RENEWALS_"
 VAR_DIR = Path("var")
 
 MAIL_SCHEMES = ("smtp", "smtps", "file", "console")
+# Brokers kombu can reach with what we install (redis, py-amqp, SQLAlchemy); memory:// is
+# one process only, for tests. Anything else fails at start-up rather than deep in Celery.
+BROKER_SCHEMES = (
+    "redis",
+    "rediss",
+    "amqp",
+    "amqps",
+    "pyamqp",
+    "sqla+sqlite",
+    "sqla+postgresql",
+    "sqla+postgresql+psycopg",
+    "memory",
+)
 
 DEFAULT_API_KEY = "sk_test_local"  # published in the README, not a secret
 DEFAULT_WEBHOOK_SECRET = "whsec_local"  # noqa: S105 - published in the README, not a secret
@@ -105,7 +119,24 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        _check_sql_driver(value)
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"scheme must be one of {', '.join(BROKER_SCHEMES)} (e.g. redis://host:6379/0)"
+            )
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        if parts.scheme.startswith("sqla+"):
+            _check_sql_driver(value.removeprefix("sqla+"), "sqla+")
         return value
 
     @field_validator("faststar_base_url", "checkout_success_url", "checkout_cancel_url")
@@ -206,6 +237,32 @@ class Settings(BaseSettings):
         return tuple(v for v in values if len(v) >= 6)
 
 
+def _check_sql_driver(url: str, prefix: str = "") -> None:
+    """Refuse a URL whose SQLAlchemy driver is not installed, naming the one that is.
+
+    ``postgresql://`` means psycopg2 to SQLAlchemy, which we do not install (psycopg 3 is):
+    without this check it fails at the first query with "No module named 'psycopg2'"."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("is not a valid database URL") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:  # an ArgumentError too: caught first
+        raise ValueError(
+            f"unknown driver {parsed.drivername!r}; use {prefix}sqlite:/// or "
+            f"{prefix}postgresql+psycopg://"
+        ) from None
+    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
+        raise ValueError(
+            f"{prefix}postgresql:// names no driver (SQLAlchemy then wants psycopg2, which is "
+            f"not installed); write {prefix}postgresql+psycopg://"
+        )
+
+
 def production_problems(settings: Settings) -> list[str]:
     """What makes ``settings`` unsafe to run in production, one line per variable."""
     problems: list[str] = []
@@ -257,7 +314,8 @@ def load_settings() -> Settings:
                 lines.extend(f"  {line}" for line in error["msg"].splitlines())
                 continue
             name = ENV_PREFIX + "_".join(str(p) for p in error["loc"]).upper()
-            lines.append(f"  {name}: {error['msg']}")
+            # pydantic prefixes our validators' messages with "Value error, ": noise here.
+            lines.append(f"  {name}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 

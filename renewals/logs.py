@@ -21,7 +21,10 @@ from renewals.config import Settings
 
 # 13 to 19 digits, optionally grouped by spaces or dashes; not the fraction of a decimal
 # number (durations in Celery's log lines are long digit runs after a dot).
-_CARD_RUN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
+# A run of 13-19 digits (spaces or dashes allowed between them) that stands alone: not glued
+# to letters, digits, '_', '.' or '-' on either side, so that digit runs inside UUIDs, task
+# ids, idempotency keys and decimal fractions are left alone.
+_CARD_RUN = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
 # FastStar-style keys and secrets; configured secrets are matched verbatim as well, since
 # FastStar does not document a key format.
@@ -130,6 +133,11 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx logs every request at INFO; our client logs each call itself (faststar.request,
+    # at DEBUG), so httpx's lines only show when DEBUG is asked for.
+    logging.getLogger("httpx").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    )
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

@@ -28,6 +28,12 @@ EVENT_WAIT_LIMIT = timedelta(minutes=15)
 # How long the final action after a 402 may wait for FastStar to answer about the renewal's
 # Checkout Sessions before operators are asked to look; it keeps waiting all the same.
 FINAL_ACTION_ANSWER_LIMIT = timedelta(hours=24)
+# After the final action, an open Checkout Session is asked about once more this long after
+# it expires (a payment at its last moment is then reported as complete).
+LATE_WATCH_MARGIN = timedelta(minutes=1)
+# A paid session that went to a review (an operator must decide) is looked at again this
+# often, so the renewal neither expires around the payment nor is asked about every lease.
+REVIEW_RECHECK = timedelta(hours=1)
 # How soon a follow-up that could not reach FastStar tries again.
 FOLLOW_UP_RETRY_DELAY = timedelta(minutes=5)
 

@@ -91,10 +91,38 @@ def test_add_show_list_round_trip(cli: Cli, sandbox: RunningSandbox) -> None:
     assert plain.isdigit()
 
     shown = json.loads(cli("subscriptions", "show", str(added["id"]), "--json").stdout)
-    assert shown == added
+    assert {k: v for k, v in shown.items() if k != "timeline"} == added
+    assert [(e["kind"], e["text"]) for e in shown["timeline"]] == [
+        ("audit", "cli: subscription_created -> active")
+    ]
+    assert (added["amount_display"], added["next_action"]) == ("19.99 USD", "renew")
     listed = json.loads(cli("subscriptions", "list", "--json").stdout)
     assert [s["id"] for s in listed] == [added["id"], int(plain)]
     assert json.loads(cli("subscriptions", "list", "--status", "canceled", "--json").stdout) == []
+
+    # The same for people: a table with headers, amounts in major units per currency.
+    table = cli("subscriptions", "list").stdout.splitlines()
+    assert table[0].split() == [
+        "ID",
+        "STATUS",
+        "AMOUNT",
+        "EVERY",
+        "NEXT",
+        "ACTION",
+        "AT",
+        "DECLINE",
+    ]
+    assert table[1].split()[:5] == [str(added["id"]), "active", "19.99", "USD", "1"]
+    assert table[1].split()[6:] == ["renew", "2030-01-31", "09:00Z", "-"]
+    assert "500 JPY" in table[2] and "2 week" in table[2]
+    shown_text = cli("subscriptions", "show", str(added["id"])).stdout
+    assert "19.99 USD every 1 month" in shown_text
+    assert "cli: subscription_created -> active" in shown_text
+    # Empty results say so, in words and in JSON.
+    assert cli("unknown").stdout.strip() == "no renewal has an unknown outcome"
+    report = json.loads(cli("report", "--days", "7", "--json").stdout)
+    assert report["subscriptions"]["active"] == 2
+    assert report["renewals_by_outcome"] == []
     assert sandbox.charges() == []  # adding a subscription charges nothing by itself
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 import structlog
 
-from renewals.config import load_settings
+from renewals.config import Settings, load_settings
 from renewals.logs import Redactor, configure_logging, luhn_valid
 
 
@@ -64,6 +64,25 @@ def test_structlog_and_stdlib_lines_are_redacted_in_json(monkeypatch: pytest.Mon
     assert "ValueError" in out
 
 
+def test_digit_runs_inside_identifiers_are_not_cards() -> None:
+    # Luhn-valid runs of 16 digits, glued to the rest of an identifier.
+    assert luhn_valid("4242424242424242")
+    text = (
+        "task 2f1c0e4a-4242424242424242-9b1e key rnw_a4242424242424242b "
+        "uuid 550e8400-e29b-41d4-a716-4242424242424242"
+    )
+    assert Redactor().text(text) == text
+
+
 def test_decimal_fractions_are_not_cards() -> None:
     text = "succeeded in 0.0034633080003914074s"
     assert Redactor().text(text) == text
+
+
+def test_httpx_request_lines_stay_out_of_info_output() -> None:
+    stream = io.StringIO()
+    configure_logging(Settings(log_level="INFO", log_format="json"), stream=stream)
+    logging.getLogger("httpx").info('HTTP Request: POST http://x/charge "HTTP/1.1 200 OK"')
+    logging.getLogger("renewals.test").info("kept")
+    assert "HTTP Request" not in stream.getvalue()
+    assert "kept" in stream.getvalue()

@@ -1,4 +1,4 @@
-"""One owner for state: only ``renewals.services.transitions`` assigns a status.
+"""One owner for state: only ``renewals.transitions`` assigns a status.
 
 Every module of the package is parsed; an assignment to ``.status``, a ``status=`` keyword
 in a call (an ORM constructor, ``insert().values()``, ``update().values()``) or a
@@ -15,7 +15,7 @@ from pathlib import Path
 import renewals
 
 PACKAGE = Path(renewals.__file__).parent
-OWNER = PACKAGE / "services" / "transitions"
+OWNER = PACKAGE / "transitions"
 NOT_OURS = (PACKAGE / "sandbox", PACKAGE / "faststar", PACKAGE / "models" / "migrations")
 
 
@@ -74,5 +74,5 @@ def test_no_module_outside_the_state_owner_writes_a_status() -> None:
         for path in _modules()
         for line in status_writes(path.read_text())
     ]
-    assert offenders == [], "status written outside renewals.services.transitions"
+    assert offenders == [], "status written outside renewals.transitions"
     assert len(_modules()) > 40  # the walk really saw the package

@@ -1,6 +1,27 @@
 """The ``renewals`` command line: thin wrappers that parse arguments and call services."""
 
-from renewals.cli import db, demo, operators, processes, reconcile, subscriptions
+from renewals.cli import (
+    commands,
+    db,
+    demo,
+    doctor,
+    operators,
+    processes,
+    reconcile,
+    report,
+    subscriptions,
+)
 from renewals.cli.root import main
 
-__all__ = ["db", "demo", "main", "operators", "processes", "reconcile", "subscriptions"]
+__all__ = [
+    "commands",
+    "db",
+    "demo",
+    "doctor",
+    "main",
+    "operators",
+    "processes",
+    "reconcile",
+    "report",
+    "subscriptions",
+]

@@ -43,8 +43,14 @@ def scheduler(ctx: click.Context) -> None:
     settings = settings_or_exit()
     from renewals.scheduler.beat import beat_schedule
     from renewals.worker.celery_app import app
+    from renewals.worker.publish import publish
+    from renewals.worker.tasks import sweep_task
 
     app.conf.beat_schedule = beat_schedule(settings)
+    # Beat's first tick comes a full interval after it starts: sweep once now, so work that
+    # fell due while the scheduler was down is not left waiting. Best effort, like every
+    # publish: a broker that is not up yet leaves it to the first tick.
+    publish(sweep_task)
     schedule = Path("var") / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule), *ctx.args])

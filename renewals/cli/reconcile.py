@@ -1,15 +1,14 @@
-"""``renewals webhooks`` (the receiver) and ``renewals reconcile`` (operator resolution)."""
+"""``renewals webhooks`` (the receiver) and ``renewals reconcile`` (operator resolution,
+a command over the task queue)."""
 
 from __future__ import annotations
 
-import getpass
-from datetime import UTC, datetime
-
 import click
 
+from renewals.cli.commands import send, sending_options
 from renewals.cli.root import main, settings_or_exit
+from renewals.domain.commands import CommandName
 from renewals.models.db import get_engine
-from renewals.services.reconcile import reconcile_paid, settle_not_charged
 
 
 @main.command()
@@ -40,40 +39,35 @@ def webhooks(host: str, port: int) -> None:
 @click.option("--paid", "payment_intent_id", default=None, help="It did charge: the pi_ id.")
 @click.option("--not-charged", is_flag=True, help="It charged nothing: try again, new key.")
 @click.option("--reason", default=None, help="Why (required with --not-charged).")
-@click.option("--actor", default=None, help="Who decides (default: the login name).")
+@sending_options(wait_default=True)
 def reconcile(
     renewal_id: int,
     payment_intent_id: str | None,
     not_charged: bool,
     reason: str | None,
     actor: str | None,
+    wait: bool,
+    timeout: float,
+    dry_run: bool,
 ) -> None:
-    """Settle a renewal whose charge outcome is unknown."""
+    """Settle a renewal whose charge outcome is unknown (a queued command; waits for its
+    outcome unless --no-wait)."""
     if (payment_intent_id is None) == (not not_charged):
         raise click.UsageError("give exactly one of --paid pi_… or --not-charged")
     if payment_intent_id is not None and not payment_intent_id.startswith("pi_"):
         raise click.BadParameter("a FastStar payment id starts with pi_", param_hint="--paid")
     if not_charged and not reason:
         raise click.UsageError("--not-charged needs --reason")
-    settings = settings_or_exit()
-    who = f"operator:{actor or getpass.getuser()}"
-    engine = get_engine(settings.database_url)
-    now = datetime.now(UTC)
-    if payment_intent_id is not None:
-        # The receipt this queues goes out with the next sweep: the outbox is the record.
-        outcome, _ = reconcile_paid(
-            engine,
-            renewal_id,
-            payment_intent_id,
-            now=now,
-            settings=settings,
-            actor=who,
-            reason=reason or "confirmed paid by an operator",
-        )
-        ok = outcome == "unknown resolved as paid"
-    else:
-        outcome = settle_not_charged(engine, renewal_id, now=now, actor=who, reason=reason or "")
-        ok = outcome.startswith("resolved")
-    if not ok:
-        raise click.ClickException(f"renewal {renewal_id}: {outcome}")
-    click.echo(f"renewal {renewal_id}: {outcome}")
+    send(
+        CommandName.RECONCILE,
+        {
+            "renewal_id": renewal_id,
+            "paid": payment_intent_id,
+            "not_charged": not_charged or None,
+            "reason": reason,
+        },
+        actor=actor,
+        wait=wait,
+        timeout=timeout,
+        dry=dry_run,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from renewals.cli.errors import FriendlyGroup
 from renewals.config import ConfigError, Settings, load_settings
 from renewals.folders import create_local_folders
 from renewals.logs import configure_logging
@@ -29,8 +30,13 @@ def settings_or_exit() -> Settings:
     return settings
 
 
-@click.group()
-def main() -> None:
+@click.group(cls=FriendlyGroup)
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the traceback of a failure (as does RENEWALS_LOG_LEVEL=DEBUG).",
+)
+def main(debug: bool) -> None:
     """Subscription renewals: charge saved FastStar cards off-session, once per period."""
     # Every subcommand refuses a bad configuration here, before it imports anything: some
     # imports (the Celery app, the tasks) read the settings themselves and would otherwise

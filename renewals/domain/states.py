@@ -63,6 +63,17 @@ Inbox event (one webhook delivery, stored once)::
 Payment review (a payment, or a renewal, an operator must look at)::
 
     open ──resolved──▶ resolved   (booked by any route, or settled by an operator)
+
+Operator command (one row per command sent through the task queue)::
+
+    pending ──claimed──▶ running ──done──▶ done
+                         running ──refused──▶ refused   (nothing changed; the reason says why)
+                         running ──failed──▶ failed     (an unexpected error; nothing changed)
+                         running ──lease_expired──▶ pending (the worker vanished: run again)
+
+Switch (a named operator switch; ``halt`` stops every charge)::
+
+    off ──switched_on──▶ on ──switched_off──▶ off
 """
 
 from __future__ import annotations
@@ -75,6 +86,8 @@ from typing import Generic, TypeVar
 __all__ = [
     "ATTEMPT_TRANSITIONS",
     "CHARGEABLE_SUBSCRIPTION_STATUSES",
+    "COMMAND_TRANSITIONS",
+    "FINISHED_COMMAND_STATUSES",
     "FINISHED_RENEWAL_STATUSES",
     "INBOX_TRANSITIONS",
     "OPEN_ATTEMPT_STATUSES",
@@ -83,11 +96,14 @@ __all__ = [
     "RENEWAL_TRANSITIONS",
     "REVIEW_TRANSITIONS",
     "SUBSCRIPTION_TRANSITIONS",
+    "SWITCH_TRANSITIONS",
     "TERMINAL_ATTEMPT_STATUSES",
     "TERMINAL_RENEWAL_STATUSES",
     "TERMINAL_SUBSCRIPTION_STATUSES",
     "AttemptEvent",
     "AttemptStatus",
+    "CommandEvent",
+    "CommandStatus",
     "IllegalTransition",
     "InboxEvent",
     "InboxStatus",
@@ -100,6 +116,8 @@ __all__ = [
     "ReviewStatus",
     "SubscriptionEvent",
     "SubscriptionStatus",
+    "SwitchEvent",
+    "SwitchStatus",
     "TransitionTable",
     "attempt_transition",
     "can_renewal_transition",
@@ -466,6 +484,61 @@ REVIEW_TRANSITIONS: TransitionTable[ReviewStatus, ReviewEvent] = TransitionTable
     ReviewStatus,
     ReviewEvent,
     {ReviewStatus.OPEN: {ReviewEvent.RESOLVED: ReviewStatus.RESOLVED}},
+)
+
+
+class CommandStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class CommandEvent(StrEnum):
+    CLAIMED = "claimed"
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    LEASE_EXPIRED = "lease_expired"
+
+
+COMMAND_TRANSITIONS: TransitionTable[CommandStatus, CommandEvent] = TransitionTable(
+    CommandStatus,
+    CommandEvent,
+    {
+        CommandStatus.PENDING: {CommandEvent.CLAIMED: CommandStatus.RUNNING},
+        CommandStatus.RUNNING: {
+            CommandEvent.DONE: CommandStatus.DONE,
+            CommandEvent.REFUSED: CommandStatus.REFUSED,
+            CommandEvent.FAILED: CommandStatus.FAILED,
+            # The command's effect and its ``done`` commit together, so a worker that died
+            # while running left nothing behind: running it again is safe.
+            CommandEvent.LEASE_EXPIRED: CommandStatus.PENDING,
+        },
+    },
+)
+# What ``--wait`` waits for.
+FINISHED_COMMAND_STATUSES: frozenset[CommandStatus] = COMMAND_TRANSITIONS.terminal
+
+
+class SwitchStatus(StrEnum):
+    OFF = "off"
+    ON = "on"
+
+
+class SwitchEvent(StrEnum):
+    SWITCHED_ON = "switched_on"
+    SWITCHED_OFF = "switched_off"
+
+
+SWITCH_TRANSITIONS: TransitionTable[SwitchStatus, SwitchEvent] = TransitionTable(
+    SwitchStatus,
+    SwitchEvent,
+    {
+        SwitchStatus.OFF: {SwitchEvent.SWITCHED_ON: SwitchStatus.ON},
+        SwitchStatus.ON: {SwitchEvent.SWITCHED_OFF: SwitchStatus.OFF},
+    },
 )
 
 # Off-session charges are allowed only here: active renews, past_due runs dunning retries.

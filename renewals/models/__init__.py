@@ -3,6 +3,8 @@
 from renewals.models.audit import AuditEvent
 from renewals.models.base import Base
 from renewals.models.billing import Customer, PaymentMethod, Subscription
+from renewals.models.leases import SweepLease
+from renewals.models.operations import OperatorCommand, Switch
 from renewals.models.outbox import OutboxMessage
 from renewals.models.reconciliation import CheckoutSessionRecord, InboxEvent, PaymentReview
 from renewals.models.renewal import OPEN_ATTEMPT_SQL, ChargeAttempt, Renewal
@@ -15,9 +17,12 @@ __all__ = [
     "CheckoutSessionRecord",
     "Customer",
     "InboxEvent",
+    "OperatorCommand",
     "OutboxMessage",
     "PaymentMethod",
     "PaymentReview",
     "Renewal",
     "Subscription",
+    "SweepLease",
+    "Switch",
 ]

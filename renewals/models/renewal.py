@@ -31,13 +31,32 @@ OPEN_ATTEMPT_SQL = "status IN ({})".format(
     ", ".join(f"'{status.value}'" for status in sorted(OPEN_ATTEMPT_STATUSES))
 )
 
+# The partial indexes' conditions; the sweep's queries repeat them so both databases use them.
+CLAIMABLE_SQL = "wake IS NOT NULL AND lease_expires_at IS NULL"
+LEASED_SQL = "lease_expires_at IS NOT NULL"
+
 
 class Renewal(Base):
     __tablename__ = "renewals"
     __table_args__ = (
         UniqueConstraint("subscription_id", "period_start"),
-        # The sweep's one claim query: every renewal whose next job is due.
-        Index("ix_renewals_wake_at", "wake_at"),
+        # The sweep's claim query: renewals with a next job and no lease, by due time. Only
+        # those rows are in it, so claimed rows (leased) and finished ones (no job) drop out
+        # and a claim never re-reads what earlier claims took.
+        Index(
+            "ix_renewals_claimable",
+            "wake_at",
+            sqlite_where=text(CLAIMABLE_SQL),
+            postgresql_where=text(CLAIMABLE_SQL),
+        ),
+        # Leased rows only (work in flight, a few batches): expired claims, charges whose
+        # worker vanished, and the claimed-but-unstarted count the backpressure reads.
+        Index(
+            "ix_renewals_leased",
+            "lease_expires_at",
+            sqlite_where=text(LEASED_SQL),
+            postgresql_where=text(LEASED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -50,7 +69,7 @@ class Renewal(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[RenewalStatus] = mapped_column(StrEnumType(RenewalStatus))
     # The renewal's one next job and when it is due (None: nothing to do). Only
-    # renewals.services.transitions sets these, together with the status.
+    # renewals.transitions sets these, together with the status.
     wake: Mapped[Work | None] = mapped_column(StrEnumType(Work))
     wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A claimed renewal is leased: a lost message is rediscovered once the lease expires.
@@ -66,6 +85,9 @@ class Renewal(Base):
     # Waiting for the customer (requires_action): reminders sent so far (0: the first
     # "action required" email; the timeline is ActionRequiredPolicy's).
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by an operator's ``retry``: the next attempt is theirs, outside the dunning
+    # schedule (its decline counts no dunning failure). Moved onto that attempt when sent.
+    retry_requested_by: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -97,6 +119,8 @@ class ChargeAttempt(Base):
     # it was handed to operators (nothing settled it and no same-key retry was allowed).
     checks: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The operator whose ``retry`` asked for this attempt; None for the dunning schedule's.
+    requested_by: Mapped[str | None] = mapped_column(String(64))
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     http_status: Mapped[int | None] = mapped_column(Integer)
     decline_code: Mapped[str | None] = mapped_column(String(64))

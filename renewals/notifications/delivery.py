@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import Engine, select
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.states import OutboxEvent
 from renewals.logs import redact_text
@@ -27,7 +28,6 @@ from renewals.models.db import unit_of_work
 from renewals.notifications.outbox import PENDING, SENDING, SENT
 from renewals.notifications.rendering import InvalidEmail, build_message, render
 from renewals.notifications.senders import PermanentSendError, Sender, TemporarySendError
-from renewals.services import transitions
 
 log = structlog.get_logger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.domain.states import OutboxStatus
 from renewals.models import OutboxMessage
-from renewals.services import transitions
 
 PENDING = OutboxStatus.PENDING.value
 SENDING = OutboxStatus.SENDING.value

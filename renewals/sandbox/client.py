@@ -12,7 +12,12 @@ import httpx
 
 
 class SandboxError(RuntimeError):
-    """The sandbox answered a step with a failure envelope."""
+    """The sandbox answered a step with a failure envelope (``status_code``: its HTTP status,
+    so that callers can tell a refused key, 401, from a refused card, 400)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class SandboxCards:
@@ -50,10 +55,15 @@ class SandboxCards:
         try:
             envelope = response.json()
         except ValueError:
-            raise SandboxError(f"POST {path}: HTTP {response.status_code}, not JSON") from None
+            raise SandboxError(
+                f"POST {path}: HTTP {response.status_code}, not JSON",
+                status_code=response.status_code,
+            ) from None
         if response.is_error or not envelope.get("success"):
             # The message is the sandbox's; it never echoes card numbers or keys.
-            raise SandboxError(f"POST {path}: {envelope.get('message')}")
+            raise SandboxError(
+                f"POST {path}: {envelope.get('message')}", status_code=response.status_code
+            )
         return envelope["data"]
 
 

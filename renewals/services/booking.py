@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.states import (
     AttemptEvent,
@@ -24,7 +25,6 @@ from renewals.domain.states import (
 )
 from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
 from renewals.notifications.notices import queue_receipt
-from renewals.services import transitions
 
 
 @dataclass(frozen=True, slots=True)

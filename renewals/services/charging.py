@@ -2,19 +2,20 @@
 
 Three steps, and no transaction is open during the HTTP call:
 
-1. :func:`begin_charge` locks the renewal, re-checks everything (renewal due for its charge,
-   subscription active or in dunning, card attached, amount and currency valid, no attempt
-   succeeded or in flight for the period), and commits a charge attempt with its
-   idempotency key and the renewal in ``charging``. Bad input is refused here, before
-   anything reaches FastStar (I4), and the refusal reaches a defined end: the renewal
-   fails, the final action applies and the customer is told.
+1. :func:`begin_charge` locks the renewal, re-checks everything (charges not halted,
+   renewal due for its charge, subscription active or in dunning, card attached, amount and
+   currency valid, no attempt succeeded or in flight for the period), and commits a
+   charge attempt with its idempotency key and the renewal in ``charging``. Bad input is
+   refused here, before anything reaches FastStar (I4), and the refusal reaches a defined
+   end: the renewal fails, the final action applies and the customer is told. A renewal
+   of a paused subscription waits without a job until the subscription is resumed.
 2. The caller sends the charge.
 3. :func:`record_outcome` locks the renewal again and records the classified outcome on the
    attempt, the renewal and the subscription, with any email in the outbox.
 
 If the worker dies between 1 and 3 the renewal stays ``charging`` until its lease expires;
 the sweep then marks it ``unknown`` (I3), since nobody can tell whether FastStar saw the call.
-Every status change goes through :mod:`renewals.services.transitions`.
+Every status change goes through :mod:`renewals.transitions`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.dunning import FinalActionDue, decide_after_decline
 from renewals.domain.money import InvalidChargeError, validate_charge
@@ -40,6 +42,7 @@ from renewals.domain.states import (
     RenewalEvent,
     RenewalStatus,
     SubscriptionEvent,
+    SubscriptionStatus,
 )
 from renewals.domain.work import Work
 from renewals.faststar import (
@@ -56,10 +59,10 @@ from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Sub
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure, queue_payment_failed
 from renewals.policies import policies
-from renewals.services import transitions
-from renewals.services.booking import Locked, book, lock_renewal
+from renewals.services.booking import Locked, book
 from renewals.services.followups import FollowUps
-from renewals.services.transitions import Wake
+from renewals.services.halt import halted_subquery
+from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
 
@@ -160,24 +163,81 @@ def _refuse(
     return Refused(reason, follow)
 
 
+@dataclass(frozen=True, slots=True)
+class _ForCharge:
+    """What step 1 reads, in one statement: the renewal and its subscription locked, the
+    customer and card, whether charges are halted, and the renewal's attempts in brief."""
+
+    locked: Locked
+    halted: bool
+    attempts: int
+    succeeded: bool
+    open_attempt_id: int | None
+
+
+def _lock_for_charge(session: Session, renewal_id: int) -> _ForCharge | None:
+    # Scalar subqueries rather than more round trips: the hot path of every renewal.
+    count = (
+        select(func.count(ChargeAttempt.id))
+        .where(ChargeAttempt.renewal_id == Renewal.id)
+        .scalar_subquery()
+    )
+    succeeded = (
+        select(func.count(ChargeAttempt.id))
+        .where(ChargeAttempt.renewal_id == Renewal.id)
+        .where(ChargeAttempt.status == AttemptStatus.SUCCEEDED)
+        .scalar_subquery()
+    )
+    open_attempt = (
+        select(ChargeAttempt.id)
+        .where(ChargeAttempt.renewal_id == Renewal.id)
+        .where(ChargeAttempt.status.in_(OPEN_ATTEMPT_STATUSES))
+        .scalar_subquery()  # at most one: the partial unique index
+    )
+    row = session.execute(
+        select(
+            Renewal,
+            Subscription,
+            Customer,
+            PaymentMethod,
+            halted_subquery(),
+            count,
+            succeeded,
+            open_attempt,
+        )
+        .join(Subscription, Subscription.id == Renewal.subscription_id)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
+        .where(Renewal.id == renewal_id)
+        .with_for_update(of=[Renewal, Subscription])
+    ).one_or_none()
+    if row is None:
+        return None
+    return _ForCharge(
+        Locked(row[0], row[1], row[2], row[3]),
+        halted=bool(row[4]),
+        attempts=int(row[5] or 0),
+        succeeded=bool(row[6]),
+        open_attempt_id=row[7],
+    )
+
+
 def _attempt_to_send(
-    session: Session, renewal: Renewal, *, now: datetime
+    session: Session, facts: _ForCharge, *, now: datetime
 ) -> tuple[ChargeAttempt, AttemptEvent | None] | Skipped:
     """The attempt to send: an open one re-sent with its own key, or a new one."""
-    attempts = session.scalars(
-        select(ChargeAttempt).where(ChargeAttempt.renewal_id == renewal.id)
-    ).all()
-    if any(a.status == AttemptStatus.SUCCEEDED for a in attempts):
+    if facts.succeeded:
         return Skipped("an attempt already succeeded for this period")
-    attempt = next((a for a in attempts if a.status in OPEN_ATTEMPT_STATUSES), None)
-    if attempt is None:
+    if facts.open_attempt_id is None:
         return transitions.new_attempt(
             session,
-            renewal,
-            number=len(attempts) + 1,
+            facts.locked.renewal,
+            number=facts.attempts + 1,
             idempotency_key=new_idempotency_key(),
             now=now,
         ), None
+    # Its renewal is locked, and attempts only change under their renewal's lock.
+    attempt = session.get_one(ChargeAttempt, facts.open_attempt_id)
     if attempt.status == AttemptStatus.IN_FLIGHT:
         return Skipped("an attempt is in flight")
     # Not sent, or unknown and handed over by the janitor: the same key either replays the
@@ -189,15 +249,33 @@ def begin_charge(
     session: Session, renewal_id: int, *, now: datetime, settings: Settings
 ) -> ChargeOrder | Skipped | Refused:
     """Step 1: under lock, decide whether to charge, and commit the attempt if so."""
-    locked = lock_renewal(session, renewal_id)
-    if locked is None:
+    facts = _lock_for_charge(session, renewal_id)
+    if facts is None:
         return Skipped("no such renewal")
+    locked = facts.locked
     renewal, sub, card = locked.renewal, locked.sub, locked.card
     event = _CLAIM_EVENTS.get(renewal.status)
     if event is None or renewal.wake is not Work.CHARGE:
         return Skipped(f"renewal is {renewal.status}")
     if renewal.wake_at is None or renewal.wake_at > now:
         return Skipped("not due yet")
+    if facts.halted:
+        # Left as it is: still due, so the sweep claims it again once charges resume.
+        return Skipped("charges are halted")
+    if sub.status == SubscriptionStatus.PAUSED and renewal.status != RenewalStatus.UNKNOWN:
+        # A pause is not the end of the period: the renewal waits without a job, and
+        # resuming the subscription hands it its charge again (services.commands).
+        transitions.reschedule(renewal, None, now=now)
+        transitions.note(
+            session,
+            now=now,
+            actor=ACTOR,
+            action="renewal_held",
+            subscription_id=sub.id,
+            renewal_id=renewal.id,
+            reason="the subscription is paused; resuming it charges this renewal",
+        )
+        return Skipped("subscription is paused")
     reason = refusal(sub, card, renewal.amount, renewal.currency, settings.max_charge_amount)
     if reason is not None:
         if renewal.status == RenewalStatus.UNKNOWN:
@@ -205,10 +283,14 @@ def begin_charge(
             transitions.reschedule(renewal, Wake(Work.RECHECK, now), now=now)
             return Skipped(f"{reason}; the unknown outcome is left to the janitor")
         return _refuse(session, locked, reason, now=now, settings=settings)
-    chosen = _attempt_to_send(session, renewal, now=now)
+    chosen = _attempt_to_send(session, facts, now=now)
     if isinstance(chosen, Skipped):
         return chosen
     attempt, attempt_event = chosen
+    if renewal.retry_requested_by is not None:
+        # An operator's retry: this send is theirs, outside the dunning schedule.
+        attempt.requested_by = renewal.retry_requested_by
+        renewal.retry_requested_by = None
     transitions.move_renewal(
         session,
         renewal,
@@ -265,7 +347,11 @@ def _on_declined(
     attempt.http_status = outcome.http_status
     attempt.decline_code = outcome.reason_code
     attempt.error = outcome.message
-    renewal.declines += 1
+    # An operator's retry (``renewals retry``) of a renewal in dunning counts no failure:
+    # the schedule computed from the unchanged count is the one it already had.
+    counted = attempt.requested_by is None or renewal.declines == 0
+    if counted:
+        renewal.declines += 1
     renewal.first_declined_at = renewal.first_declined_at or now
     renewal.last_decline_code = outcome.reason_code
     renewal.last_error = outcome.message
@@ -275,7 +361,9 @@ def _on_declined(
         failures_so_far=renewal.declines,
         decline_code=outcome.reason_code,
     )
-    details = {"decline_code": outcome.reason_code}
+    details: dict[str, object] = {"decline_code": outcome.reason_code}
+    if not counted:
+        details["operator_retry"] = attempt.requested_by
     if isinstance(decision, FinalActionDue):
         transitions.move_renewal(
             session,

@@ -10,7 +10,10 @@ RENEWALS_CHECKOUT_POLL_INTERVAL in between for deployments without webhooks), th
    operator to look, with a review), but never cancels;
 3. otherwise sends what is due: the first "action required" email, or a reminder, each with
    a live link (a session that is missing, closed or about to expire is replaced first);
-4. sets the next wake-up: the next reminder, the deadline or the next poll, whichever first.
+4. sets the next wake-up: the next reminder, the deadline or the next poll, whichever first;
+5. after the final action, keeps asking about sessions still open until they close: a late
+   payment is booked (an ``unpaid`` subscription becomes active again) or, after a
+   cancellation, listed as a refund due, even when its webhook cannot name the session.
 
 :class:`~renewals.domain.dunning.ActionRequiredPolicy` is the timeline. Sessions are
 created with an idempotency key derived from the renewal's attempt key and the number of
@@ -28,6 +31,7 @@ import structlog
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.matching import ReportedPayment
 from renewals.domain.states import RenewalEvent, RenewalStatus, ReviewKind
@@ -37,12 +41,17 @@ from renewals.models import ChargeAttempt, CheckoutSessionRecord, Renewal
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import queue_final_failure
 from renewals.notifications.outbox import queue_email
-from renewals.policies import FINAL_ACTION_ANSWER_LIMIT, FOLLOW_UP_RETRY_DELAY, policies
-from renewals.services import transitions
+from renewals.policies import (
+    FINAL_ACTION_ANSWER_LIMIT,
+    FOLLOW_UP_RETRY_DELAY,
+    LATE_WATCH_MARGIN,
+    REVIEW_RECHECK,
+    policies,
+)
 from renewals.services.booking import Locked, lock_renewal
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment, open_unmatched_review
-from renewals.services.transitions import Wake
+from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
 
@@ -164,8 +173,27 @@ def _book_paid(
     engine: Engine, renewal_id: int, paid: CheckoutSession, *, now: datetime, settings: Settings
 ) -> FollowUps:
     follow = FollowUps()
+    payment = session_payment(paid)
+    with unit_of_work(engine) as session:
+        applied = apply_reported_payment(
+            session, payment, source="poll", now=now, settings=settings
+        )
+        if applied.review is not None:
+            # A paid session we cannot book (say, another amount): an operator decides, and
+            # the renewal is looked at again later rather than expired around the payment.
+            open_unmatched_review(session, payment, applied.review, source="poll", now=now)
+            renewal = session.get(Renewal, renewal_id, with_for_update=True)
+            if renewal is not None and renewal.wake is Work.FOLLOW_UP:
+                transitions.reschedule(renewal, Wake(Work.FOLLOW_UP, now + REVIEW_RECHECK), now=now)
+        follow.add(Work.DELIVER, applied.receipt_id)
+    log.info("checkout_paid", renewal_id=renewal_id, outcome=applied.outcome)
+    return follow
+
+
+def session_payment(paid: CheckoutSession) -> ReportedPayment:
+    """A paid Checkout Session as a reported payment (booked by ``apply_reported_payment``)."""
     assert paid.payment_intent_id is not None
-    payment = ReportedPayment(
+    return ReportedPayment(
         payment_intent_id=paid.payment_intent_id,
         amount=paid.amount_total or 0,
         currency=(paid.currency or "").upper(),
@@ -173,15 +201,6 @@ def _book_paid(
         checkout_session_id=paid.id,
         subtotal=paid.amount_subtotal,
     )
-    with unit_of_work(engine) as session:
-        applied = apply_reported_payment(
-            session, payment, source="poll", now=now, settings=settings
-        )
-        if applied.review is not None:
-            open_unmatched_review(session, payment, applied.review, source="poll", now=now)
-        follow.add(Work.DELIVER, applied.receipt_id)
-    log.info("checkout_paid", renewal_id=renewal_id, outcome=applied.outcome)
-    return follow
 
 
 def _retry_later(engine: Engine, renewal_id: int, now: datetime) -> None:
@@ -197,12 +216,14 @@ def _final_action(
     engine: Engine,
     renewal_id: int,
     look: _Look,
+    answers: dict[str, CheckoutSession],
     answered: bool,
     *,
     now: datetime,
     settings: Settings,
 ) -> FollowUps:
-    """The deadline: the final action, but only on FastStar's word that nothing was paid."""
+    """The deadline: the final action, but only on FastStar's word that nothing was paid.
+    Sessions still open after it are watched until they close (see :func:`_late_watch`)."""
     follow = FollowUps()
     final = policies(settings).final_action
     with unit_of_work(engine) as session:
@@ -237,7 +258,7 @@ def _final_action(
             RenewalEvent.ACTION_EXPIRED,
             now=now,
             actor=ACTOR,
-            wake=None,
+            wake=_late_watch(answers, now, settings),
             reason="authentication_expired",
         )
         transitions.move_subscription(
@@ -262,6 +283,56 @@ def _final_action(
     return follow
 
 
+def _late_watch(
+    answers: dict[str, CheckoutSession], now: datetime, settings: Settings
+) -> Wake | None:
+    """After the final action a session may still be open, and a customer may still pay it.
+    A payment event shaped as FastStar documents it names no session, so we keep asking
+    FastStar about open sessions (on the poll interval, or when the last one expires) until
+    none is open: a late payment is then booked (``unpaid``) or listed as a refund due."""
+    open_until = [
+        datetime.fromtimestamp(a.expires_at, UTC)
+        for a in answers.values()
+        if a.status == "open"
+        if a.expires_at
+    ]
+    if not any(a.status == "open" for a in answers.values()):
+        return None
+    poll = policies(settings).checkout_poll
+    at = max(open_until) + LATE_WATCH_MARGIN if open_until else now + FOLLOW_UP_RETRY_DELAY
+    if poll is not None:
+        at = min(at, now + poll)
+    return Wake(Work.FOLLOW_UP, at)
+
+
+def _watch_late_payment(
+    engine: Engine, client: FastStarClient, renewal_id: int, *, now: datetime, settings: Settings
+) -> FollowUps:
+    """A failed renewal whose checkout sessions were still open at the final action."""
+    with unit_of_work(engine) as session:
+        session_ids = tuple(
+            session.scalars(
+                select(CheckoutSessionRecord.session_id).where(
+                    CheckoutSessionRecord.renewal_id == renewal_id
+                )
+            )
+        )
+    answers, answered = _ask(client, session_ids, renewal_id)
+    paid = _paid(answers)
+    if paid is not None:
+        return _book_paid(engine, renewal_id, paid, now=now, settings=settings)
+    with unit_of_work(engine) as session:
+        renewal = session.get(Renewal, renewal_id, with_for_update=True)
+        if renewal is not None and renewal.status == RenewalStatus.FAILED:
+            wake = (
+                _late_watch(answers, now, settings)
+                if answered
+                else Wake(Work.FOLLOW_UP, now + FOLLOW_UP_RETRY_DELAY)
+            )
+            transitions.reschedule(renewal, wake, now=now)
+    return FollowUps()
+
+
 def follow_up_action_required(
     engine: Engine,
     client: FastStarClient,
@@ -275,17 +346,27 @@ def follow_up_action_required(
     now = clock()
     with unit_of_work(engine) as session:
         locked = lock_renewal(session, renewal_id)
-        if locked is None or locked.renewal.status != RenewalStatus.REQUIRES_ACTION:
+        if locked is None:
             return FollowUps()
+        if locked.renewal.status == RenewalStatus.FAILED and locked.renewal.wake is Work.FOLLOW_UP:
+            late = True
+        elif locked.renewal.status != RenewalStatus.REQUIRES_ACTION:
+            return FollowUps()
+        else:
+            late = False
         look = _read(session, locked, now)
         link_expires = locked.renewal.checkout_expires_at
 
+    if late:
+        return _watch_late_payment(engine, client, renewal_id, now=now, settings=settings)
     answers, answered = _ask(client, look.session_ids, renewal_id)
     paid = _paid(answers)
     if paid is not None:
         return _book_paid(engine, renewal_id, paid, now=clock(), settings=settings)
     if policy.is_expired(look.entered, now):
-        return _final_action(engine, renewal_id, look, answered, now=clock(), settings=settings)
+        return _final_action(
+            engine, renewal_id, look, answers, answered, now=clock(), settings=settings
+        )
 
     first_email = look.current is None
     due = policy.reminders_due(look.entered, now, already_sent=look.reminders_sent)
@@ -376,4 +457,30 @@ def _send(
     return follow
 
 
-__all__ = ["ACTION_REQUIRED_EMAIL", "REMINDER_EMAIL", "follow_up_action_required"]
+def renewal_session_ids(session: Session, renewal_id: int) -> tuple[str, ...]:
+    """Every Checkout Session opened for the renewal, oldest first."""
+    return tuple(
+        session.scalars(
+            select(CheckoutSessionRecord.session_id)
+            .where(CheckoutSessionRecord.renewal_id == renewal_id)
+            .order_by(CheckoutSessionRecord.id)
+        )
+    )
+
+
+# The follow-up's own asking, for other final actions (an operator's cancel): FastStar's
+# word on every session, the paid one if any, and how long open ones are watched after.
+ask_sessions = _ask
+paid_session = _paid
+late_watch = _late_watch
+
+__all__ = [
+    "ACTION_REQUIRED_EMAIL",
+    "REMINDER_EMAIL",
+    "ask_sessions",
+    "follow_up_action_required",
+    "late_watch",
+    "paid_session",
+    "renewal_session_ids",
+    "session_payment",
+]

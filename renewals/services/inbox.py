@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, select
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.matching import ReportedPayment
 from renewals.domain.states import InboxEvent as InboxTransition
@@ -26,7 +27,6 @@ from renewals.domain.work import Work
 from renewals.models import InboxEvent
 from renewals.models.db import unit_of_work
 from renewals.policies import EVENT_RETRY_DELAY, EVENT_WAIT_LIMIT
-from renewals.services import transitions
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment, open_unmatched_review
 

@@ -22,6 +22,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy import Engine, select
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.matching import ReportedPayment
 from renewals.domain.reconciliation import RecheckDecision
@@ -31,12 +32,11 @@ from renewals.faststar import FastStarClient
 from renewals.models import ChargeAttempt, PaymentReview
 from renewals.models.db import unit_of_work
 from renewals.policies import policies
-from renewals.services import transitions
 from renewals.services.booking import lock_renewal
 from renewals.services.charging import refusal
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment
-from renewals.services.transitions import Wake
+from renewals.transitions import Wake
 
 log = structlog.get_logger(__name__)
 

@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.matching import (
     AlreadyBooked,
@@ -52,7 +53,6 @@ from renewals.models import (
     Subscription,
 )
 from renewals.policies import policies
-from renewals.services import transitions
 from renewals.services.booking import book, lock_renewal
 
 log = structlog.get_logger(__name__)
@@ -217,6 +217,15 @@ def _book_on_session(
             renewal_id=renewal.id,
             subscription_id=sub.id,
             details={"checkout_session_id": payment.checkout_session_id},
+        )
+        # Placed now: a review filed while nothing could tie it to this renewal is answered.
+        transitions.resolve_reviews_for_payment(
+            session,
+            payment.payment_intent_id,
+            now=now,
+            actor=source,
+            resolution=f"refund due on renewal {renewal.id}",
+            kinds=(ReviewKind.UNMATCHED,),
         )
         return Applied("refund due")
     receipt = book(

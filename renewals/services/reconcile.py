@@ -9,15 +9,15 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.states import AttemptEvent, AttemptStatus, RenewalEvent, RenewalStatus
 from renewals.domain.work import Work
 from renewals.models import ChargeAttempt, Renewal
 from renewals.models.db import unit_of_work
-from renewals.services import transitions
 from renewals.services.followups import FollowUps
 from renewals.services.payments import book_unknown_attempt
-from renewals.services.transitions import Wake
+from renewals.transitions import Wake
 
 
 def reconcile_paid(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.config import Settings
-from renewals.domain.money import validate_charge
+from renewals.domain.money import Money, validate_charge
 from renewals.domain.periods import Interval
 from renewals.domain.states import SubscriptionStatus
 from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
-from renewals.services import transitions
+from renewals.services.views import summaries
 
 
 class SubscriptionInputError(ValueError):
@@ -31,6 +33,46 @@ class SavedCard:
     last4: str
     exp_month: int
     exp_year: int
+
+
+# Deliberately loose (one @, a dot in the domain, no spaces): the mail server is the judge
+# of deliverability; this only stops a typo such as a missing @ before anything is created.
+_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+
+
+def check_subscription_input(
+    *,
+    settings: Settings,
+    email: str,
+    amount: int,
+    currency: str,
+    interval: str,
+    interval_count: int,
+    renews_at: datetime,
+    price_id: str | None,
+) -> tuple[Money, Interval]:
+    """Every check a new subscription must pass, run before anything is created anywhere
+    (the CLI calls it before FastStar is asked to save a card, so a refusal leaves no
+    orphan customer). Raises :class:`SubscriptionInputError` or ``InvalidChargeError``."""
+    if len(email) > 320 or not _EMAIL_SHAPE.fullmatch(email):
+        # The address itself is not repeated: messages may end up in logs.
+        raise SubscriptionInputError(
+            "email is not an address: it needs one '@' followed by a domain such as example.com"
+        )
+    money = validate_charge(amount, currency, max_amount=settings.max_charge_amount)
+    try:
+        unit = Interval(interval)
+    except ValueError:
+        raise SubscriptionInputError(
+            f"interval must be one of {', '.join(i.value for i in Interval)}"
+        ) from None
+    if interval_count < 1:
+        raise SubscriptionInputError("interval count must be at least 1")
+    if renews_at.tzinfo is None:
+        raise SubscriptionInputError("renews-at must carry a UTC offset")
+    if price_id is not None and not price_id.startswith("price_"):
+        raise SubscriptionInputError("price id must start with price_")
+    return money, unit
 
 
 def create_subscription(
@@ -52,19 +94,16 @@ def create_subscription(
 
     Period *n* then starts at ``renews_at + n intervals``: the billing anchor.
     """
-    money = validate_charge(amount, currency, max_amount=settings.max_charge_amount)
-    try:
-        unit = Interval(interval)
-    except ValueError:
-        raise SubscriptionInputError(
-            f"interval must be one of {', '.join(i.value for i in Interval)}"
-        ) from None
-    if interval_count < 1:
-        raise SubscriptionInputError("interval count must be at least 1")
-    if renews_at.tzinfo is None:
-        raise SubscriptionInputError("renews-at must carry a UTC offset")
-    if price_id is not None and not price_id.startswith("price_"):
-        raise SubscriptionInputError("price id must start with price_")
+    money, unit = check_subscription_input(
+        settings=settings,
+        email=email,
+        amount=amount,
+        currency=currency,
+        interval=interval,
+        interval_count=interval_count,
+        renews_at=renews_at,
+        price_id=price_id,
+    )
 
     customer = session.scalar(select(Customer).where(Customer.faststar_id == card.customer_id))
     if customer is None:
@@ -167,6 +206,7 @@ def subscription_views(session: Session, subscriptions: list[Subscription]) -> l
                 "attempts": by_renewal.get(r.id, []),
             }
         )
+    summary = summaries(session, subscriptions)
     return [
         {
             "id": s.id,
@@ -183,6 +223,7 @@ def subscription_views(session: Session, subscriptions: list[Subscription]) -> l
             "current_period_end": _iso(s.current_period_end),
             "price_id": s.price_id,
             "cancel_at_period_end": s.cancel_at_period_end,
+            **summary[s.id],  # amount_display, next_action(_at), decline_reason
             "renewals": by_sub.get(s.id, []),
         }
         for s in subscriptions

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from renewals import transitions
 from renewals.faststar import WebhookEvent
 from renewals.models.db import unit_of_work
-from renewals.services import transitions
 
 # The task enqueued on receipt normally processes the event at once; the sweep picks up any
 # event still pending after this (a lost message).

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 
 SWEEP_TASK = "renewals.sweep"
+# The sweep's follow-on claim chain (renewals.services.drain).
+SWEEP_DRAIN_TASK = "renewals.sweep_drain"
 
 TASK_NAMES: Mapping[Work, str] = MappingProxyType(
     {
@@ -18,4 +21,10 @@ TASK_NAMES: Mapping[Work, str] = MappingProxyType(
         Work.WEBHOOK: "renewals.process_webhook",
         Work.DELIVER: "renewals.deliver_email",
     }
+)
+
+# Operator commands: each message carries one argument, the id of the command's
+# ``operator_commands`` row (which holds its JSON arguments); see the README's table.
+COMMAND_TASK_NAMES: Mapping[CommandName, str] = MappingProxyType(
+    {name: f"renewals.ops.{name.value}" for name in CommandName}
 )

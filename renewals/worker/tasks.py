@@ -2,7 +2,9 @@
 after its commit.
 
 One task per kind of work (stable names in :mod:`renewals.worker.names`), built
-from the one table in :mod:`renewals.services.work`, plus the sweep that beat starts. Every
+from the one table in :mod:`renewals.services.work`, plus the sweep that beat starts and the
+drain, its follow-on claim chain (:mod:`renewals.services.drain`), plus one task per
+operator command (built from :mod:`renewals.services.commands`' table). Every
 task is safe to run twice or concurrently: the services re-check state under lock.
 Retries of business outcomes are never done with Celery countdowns; they live in the
 database (each renewal's ``wake_at``) and the sweep brings them back.
@@ -16,14 +18,18 @@ from types import MappingProxyType
 import structlog
 from celery import Task
 
+from renewals import transitions
+from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
 from renewals.runtime import get_runtime
+from renewals.services.commands import run_command
+from renewals.services.drain import Drained, drain
 from renewals.services.followups import FollowUps
-from renewals.services.sweep import sweep
+from renewals.services.sweep import sweep_once
 from renewals.services.work import SERVICES
 from renewals.worker.celery_app import app
-from renewals.worker.names import SWEEP_TASK, TASK_NAMES
+from renewals.worker.names import COMMAND_TASK_NAMES, SWEEP_DRAIN_TASK, SWEEP_TASK, TASK_NAMES
 from renewals.worker.publish import publish
 
 log = structlog.get_logger(__name__)
@@ -51,20 +57,87 @@ def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
 TASKS: Mapping[Work, Task] = MappingProxyType({kind: _task_for(kind) for kind in Work})  # type: ignore[type-arg]
 
 
+def _command_task(name: CommandName) -> Task:  # type: ignore[type-arg]
+    def run(command_id: int) -> None:
+        runtime = get_runtime()
+        enqueue(
+            run_command(
+                runtime.settings,
+                runtime.engine,
+                runtime.faststar,
+                runtime.clock,
+                command_id,
+                expected=name.value,
+            )
+        )
+
+    run.__name__ = run.__qualname__ = f"run_{name}"
+    return app.task(name=COMMAND_TASK_NAMES[name])(run)
+
+
+COMMAND_TASKS: Mapping[CommandName, Task] = MappingProxyType(  # type: ignore[type-arg]
+    {name: _command_task(name) for name in CommandName}
+)
+
+
 def run_sweep() -> FollowUps:
-    """One sweep, then (after its commit) one message per piece of work it claimed."""
+    """One sweep, then (after its commit) one message per piece of work it claimed, the
+    drain if a batch ran full (the rest is claimed now, not at the next beat), and one message
+    per operator command whose message was lost or whose worker vanished."""
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
-        follow = sweep(session, now=runtime.clock(), settings=runtime.settings)
-    enqueue(follow)
-    if follow.work:
-        counts: dict[str, int] = {}
-        for kind, _ in follow.work:
-            counts[kind.value] = counts.get(kind.value, 0) + 1
-        log.info("sweep", **counts)
-    return follow
+        swept = sweep_once(session, now=runtime.clock(), settings=runtime.settings)
+    enqueue(swept.follow)
+    if swept.follow.work:
+        log.info("sweep", **_counts(swept.follow))
+    if swept.more_due:
+        # A chain already running keeps its lease; this message then ends at once.
+        publish(sweep_drain_task)
+    with unit_of_work(runtime.engine) as session:
+        lost = transitions.lost_commands(
+            session, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
+        )
+    for command_id, name in lost:
+        publish(COMMAND_TASKS[CommandName(name)], command_id)
+    return swept.follow
+
+
+def run_drain(holder: str | None = None) -> Drained:
+    """The drain as ``holder`` (a new chain when None); when it hands on, the next message
+    of the chain carries the holder, and so the lease."""
+    runtime = get_runtime()
+    done = drain(
+        runtime.engine,
+        settings=runtime.settings,
+        clock=runtime.clock,
+        hand_out=enqueue,
+        holder=holder,
+    )
+    if done.hand_on:
+        publish(sweep_drain_task, done.holder)
+    if done.steps:
+        log.info(
+            "sweep_drain",
+            outcome=str(done.outcome),
+            steps=done.steps,
+            materialised=done.materialised,
+            claimed=done.claimed,
+        )
+    return done
+
+
+def _counts(follow: FollowUps) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for kind, _ in follow.work:
+        counts[kind.value] = counts.get(kind.value, 0) + 1
+    return counts
 
 
 @app.task(name=SWEEP_TASK)
 def sweep_task() -> None:
     run_sweep()
+
+
+@app.task(name=SWEEP_DRAIN_TASK)
+def sweep_drain_task(holder: str | None = None) -> None:
+    run_drain(holder)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from renewals import transitions
 from renewals.config import Settings
 from renewals.domain.states import SubscriptionEvent
 from renewals.domain.work import Work
@@ -28,7 +29,6 @@ from renewals.models import (
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import FINAL_FAILURE
 from renewals.sandbox.testing import RunningSandbox, envelope_data
-from renewals.services import transitions
 from renewals.services.charging import ChargeOrder, begin_charge, record_outcome
 from renewals.services.checkout import REMINDER_EMAIL
 from renewals.services.followups import FollowUps

@@ -25,7 +25,7 @@ from renewals.domain.states import (
 )
 from renewals.models import InboxEvent as InboxRow
 from renewals.models import OutboxMessage, PaymentReview
-from renewals.services.transitions._audit import audit_row, write, write_many
+from renewals.transitions._audit import audit_row, write, write_many
 
 log = structlog.get_logger(__name__)
 
@@ -248,18 +248,23 @@ def resolve_review(
 
 
 def resolve_reviews_for_payment(
-    session: Session, payment_intent_id: str, *, now: datetime, actor: str, resolution: str
+    session: Session,
+    payment_intent_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    resolution: str,
+    kinds: tuple[ReviewKind, ...] | None = None,
 ) -> int:
-    """Booking is the answer to every open review of that payment, whichever route booked
-    it: they close themselves. Returns how many were closed."""
-    reviews = session.scalars(
-        select(PaymentReview)
-        .where(
-            PaymentReview.payment_intent_id == payment_intent_id,
-            PaymentReview.status == ReviewStatus.OPEN.value,
-        )
-        .with_for_update()
-    ).all()
+    """Booking is the answer to every open review of that payment (or of those ``kinds``),
+    whichever route booked it: they close themselves. Returns how many were closed."""
+    query = select(PaymentReview).where(
+        PaymentReview.payment_intent_id == payment_intent_id,
+        PaymentReview.status == ReviewStatus.OPEN.value,
+    )
+    if kinds is not None:
+        query = query.where(PaymentReview.kind.in_([k.value for k in kinds]))
+    reviews = session.scalars(query.with_for_update()).all()
     for review in reviews:
         resolve_review(session, review, now=now, actor=actor, resolution=resolution)
     return len(reviews)

@@ -3,12 +3,13 @@ renewal's one next job and lease, and the audit row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import and_, select, update
+from sqlalchemy import Table, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ from renewals.domain.states import (
 )
 from renewals.domain.work import Work
 from renewals.models import ChargeAttempt, Renewal, Subscription
-from renewals.services.transitions._audit import audit_row, write, write_many
+from renewals.transitions._audit import audit_row, write, write_many
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +94,49 @@ def move_subscription(
             details=details,
         )
     return True
+
+
+def move_subscriptions(
+    session: Session,
+    ids: Sequence[int],
+    event: SubscriptionEvent,
+    *,
+    before: SubscriptionStatus,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
+) -> list[int]:
+    """Apply ``event`` to every subscription of ``ids`` still in ``before``, set-based: one
+    UPDATE and the audit rows in one statement. Returns the ids that moved (the caller
+    usually holds their row locks, so all of them)."""
+    after = SUBSCRIPTION_TRANSITIONS.apply(before, event)
+    if not ids:
+        return []
+    moved = list(
+        session.scalars(
+            update(Subscription)
+            .where(Subscription.id.in_(ids), Subscription.status == before)
+            .values(status=after, status_changed_at=now)
+            .returning(Subscription.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    write_many(
+        session,
+        [
+            audit_row(
+                now=now,
+                actor=actor,
+                action=f"subscription_{event}",
+                subscription_id=subscription_id,
+                from_status=before,
+                to_status=after,
+                reason=reason,
+            )
+            for subscription_id in moved
+        ],
+    )
+    return moved
 
 
 def move_attempt(attempt: ChargeAttempt, event: AttemptEvent, *, now: datetime) -> None:
@@ -208,11 +252,15 @@ def create_renewals(
         for row in rows
     ]
     insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # One cached statement with the rows as parameters: SQLAlchemy sends it as multi-row
+    # INSERTs ("insertmanyvalues") without compiling a new 500-row VALUES clause each time.
+    # The table, not the mapped class: the ORM's bulk path would track every new primary
+    # key, which costs more than the INSERT itself at a batch of hundreds.
     created = session.execute(
-        insert_(Renewal)
-        .values(values)
+        insert_(cast(Table, Renewal.__table__))
         .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
-        .returning(Renewal.id, Renewal.subscription_id, Renewal.period_index)
+        .returning(Renewal.id, Renewal.subscription_id, Renewal.period_index),
+        values,
     ).all()
     details = {row["subscription_id"]: row for row in rows}
     write_many(
@@ -311,6 +359,7 @@ __all__ = [
     "move_attempt",
     "move_renewal",
     "move_subscription",
+    "move_subscriptions",
     "new_attempt",
     "reschedule",
 ]

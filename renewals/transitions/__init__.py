@@ -1,18 +1,23 @@
 """The one owner of state: every status change of a subscription, renewal, charge attempt,
-outbox message, inbox event and payment review passes through this package.
+outbox message, inbox event, payment review, operator command and switch passes through
+this package.
 
 Each function applies the transition table of :mod:`renewals.domain.states` (an illegal
 move raises :class:`~renewals.domain.states.IllegalTransition`), stamps the times, sets or
 clears the renewal's one next job (``wake``/``wake_at``) and its lease, and writes the audit
-row (actor, reason, before and after) in the caller's transaction. Batches (the sweep's)
-go through the ``*_many`` functions, which write their audit rows in bulk.
+row (actor, reason, before and after) in the caller's transaction. Batches (the sweep's:
+``create_renewals``, ``expire_charging_leases``, ``expire_sending_leases``) are set-based
+statements whose audit rows are written in bulk in the next statement.
+
+It sits below services and notifications (it needs only the models and the domain), so
+both can use it and the imports keep pointing one way.
 
 Nothing else in the package assigns a status: ``tests/test_state_owner.py`` parses every
 module and fails on an assignment to ``.status`` or a ``status=`` value outside this package.
 """
 
-from renewals.services.transitions._audit import note
-from renewals.services.transitions.billing import (
+from renewals.transitions._audit import note
+from renewals.transitions.billing import (
     Wake,
     create_renewals,
     create_subscription,
@@ -20,10 +25,11 @@ from renewals.services.transitions.billing import (
     move_attempt,
     move_renewal,
     move_subscription,
+    move_subscriptions,
     new_attempt,
     reschedule,
 )
-from renewals.services.transitions.messages import (
+from renewals.transitions.messages import (
     expire_sending_leases,
     move_inbox,
     move_outbox,
@@ -33,18 +39,31 @@ from renewals.services.transitions.messages import (
     resolve_reviews_for_payment,
     store_inbox_event,
 )
+from renewals.transitions.operations import (
+    create_command,
+    lock_switch,
+    lost_commands,
+    move_command,
+    move_switch,
+)
 
 __all__ = [
     "Wake",
+    "create_command",
     "create_renewals",
     "create_subscription",
     "expire_charging_leases",
     "expire_sending_leases",
+    "lock_switch",
+    "lost_commands",
     "move_attempt",
+    "move_command",
     "move_inbox",
     "move_outbox",
     "move_renewal",
     "move_subscription",
+    "move_subscriptions",
+    "move_switch",
     "new_attempt",
     "note",
     "open_review",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from renewals.models import AuditEvent
@@ -51,7 +51,8 @@ def write(session: Session, **row: Any) -> None:
 def write_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Audit rows of a batch in one statement (an executemany the driver batches)."""
     if rows:
-        session.execute(insert(AuditEvent), list(rows))
+        # The table, not the mapped class: no ORM bookkeeping per row.
+        session.execute(insert(cast(Table, AuditEvent.__table__)), list(rows))
 
 
 def note(
