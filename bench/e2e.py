@@ -44,7 +44,7 @@ from renewals.scheduler.beat import beat_schedule
 from renewals.worker.celery_app import make_celery
 
 CARDS = 16
-SWEEP_BATCH = 500  # renewals.services.sweep.BATCH: what one tick materialises and claims
+SWEEP_BATCH = 500  # renewals.services.sweep.BATCH: what one sweep step materialises and claims
 
 
 @dataclass(frozen=True)
@@ -307,7 +307,7 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
         "first_claim_to_first_charge_s": _round(
             _seconds(figures["first_attempt"], figures["first_claim"])
         ),
-        "sweep_ticks_needed": -(-spec.n // SWEEP_BATCH),
+        "sweep_batches": -(-spec.n // SWEEP_BATCH),
         **sweeps,
         "renewals_by_status": figures["by_status"],
         "attempts": figures["attempts"],

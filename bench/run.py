@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         "machine_before": report.machine(),
         "params": {"concurrency": c, "latency_ms": latency, "n": n, "n_embedded": args.n_embedded},
         "notes": [
-            "One sweep materialises and claims at most 500 renewals per beat tick "
-            "(RENEWALS_SWEEP_INTERVAL, default 30 s): runs with N > 500 are limited by that.",
+            "A sweep batch is 500 renewals (renewals.services.sweep.BATCH). Without the drain "
+            "(before issue 10 item 1) one beat tick (RENEWALS_SWEEP_INTERVAL, default 30 s) "
+            "claimed one batch, which limits runs with N > 500; with it a tick drains them all.",
             "The scheduler's state file is primed so its first tick comes at once; "
             "due_to_first_claim_s is therefore process start-up, not the tick phase "
             "(in service: up to one sweep interval more).",
