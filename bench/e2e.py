@@ -153,15 +153,14 @@ def sweep_log_figures(worker_log: str) -> dict[str, Any]:
     }
 
 
-_CHARGE_CALL = re.compile(r"^(\S+) .*HTTP Request: POST \S+/charge \"HTTP/1.1 (\d+)", re.M)
-
-
-def charge_calls_per_second(worker_log: str) -> dict[str, Any]:
-    """Charge requests the worker sent, per wall-clock second, from httpx's INFO lines (429s
-    included): the busiest second, and the mean over the seconds in which any was sent."""
+def charge_calls_per_second(sent_times: list[datetime]) -> dict[str, Any]:
+    """Charge requests per wall-clock second from the attempts' ``sent_at`` (429s included):
+    the busiest second, and the mean over the seconds in which any was sent. An attempt
+    re-sent later keeps only its last send, so with retries this is a lower bound."""
     per_second: dict[str, int] = {}
-    for stamp, _status in _CHARGE_CALL.findall(worker_log):
-        per_second[stamp[:19]] = per_second.get(stamp[:19], 0) + 1
+    for sent in sent_times:
+        second = sent.isoformat()[:19]
+        per_second[second] = per_second.get(second, 0) + 1
     if not per_second:
         return {"sent_peak_per_s": None, "sent_per_busy_s": None}
     return {
@@ -321,7 +320,7 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
     }
     if spec.client_rate_limit_per_s is not None or spec.sandbox_rate_limit_per_s is not None:
         result.update(_rate_figures(spec, figures["sent_times"], figures["sends"], ledger))
-        calls = charge_calls_per_second(worker_log)
+        calls = charge_calls_per_second(figures["sent_times"])
         result.update(calls)
         if calls["sent_per_busy_s"] and spec.client_rate_limit_per_s:
             result["achieved_over_configured"] = round(
@@ -334,8 +333,8 @@ def _rate_figures(
     spec: RunSpec, sent_times: list[datetime], sends: int, ledger: dict[str, int]
 ) -> dict[str, Any]:
     """Charge requests sent per second by the engine (429s included), from the first send to
-    the last (retries wait for a later sweep, so this average includes idle time; the log's
-    per-second counts replace achieved_over_configured when the log has them)."""
+    the last (retries wait for a later sweep, so this average includes idle time; the
+    per-second counts replace achieved_over_configured when there are any)."""
     span = _seconds(sent_times[-1], sent_times[0]) if len(sent_times) > 1 else None
     sent_per_s = (sends - 1) / span if span else None
     configured = spec.client_rate_limit_per_s

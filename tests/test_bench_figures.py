@@ -56,3 +56,14 @@ def test_sweep_figures_from_the_worker_log() -> None:
         "sweeps_expired_in_queue": 1,
         "sweep_task_s_max": 20.25,
     }
+
+
+def test_charge_calls_per_second_from_send_times() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bench.e2e import charge_calls_per_second
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    sends = [start + timedelta(milliseconds=100 * n) for n in range(12)]  # 10 then 2
+    assert charge_calls_per_second(sends) == {"sent_peak_per_s": 10, "sent_per_busy_s": 6.0}
+    assert charge_calls_per_second([])["sent_peak_per_s"] is None
