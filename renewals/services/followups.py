@@ -18,8 +18,5 @@ class FollowUps:
         if item_id is not None:
             self.work.append((kind, item_id))
 
-    def extend(self, other: FollowUps) -> None:
-        self.work.extend(other.work)
-
     def ids(self, kind: Work) -> list[int]:
         return [item_id for work, item_id in self.work if work is kind]

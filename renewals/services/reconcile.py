@@ -81,12 +81,3 @@ def resolve_unknown_as_not_charged(
         reason=reason,
     )
     return "resolved not charged; a fresh attempt is scheduled"
-
-
-def settle_not_charged(
-    engine: Engine, renewal_id: int, *, now: datetime, actor: str, reason: str
-) -> str:
-    with unit_of_work(engine) as session:
-        return resolve_unknown_as_not_charged(
-            session, renewal_id, now=now, actor=actor, reason=reason
-        )

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from renewals.config import Settings
-from renewals.domain.work import Work
 from renewals.faststar import FastStarClient
 from renewals.models import AuditEvent
 from renewals.models.db import unit_of_work
@@ -62,10 +61,6 @@ def run_sweep(
         claimed = sweep(session, now=clock(), settings=settings)
     run_follow_ups(engine, client, settings, clock, claimed)
     return claimed
-
-
-def claimed(result: FollowUps, kind: Work) -> list[int]:
-    return result.ids(kind)
 
 
 def view(engine: Engine, subscription_id: int) -> dict[str, Any]:
