@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     upcoming_renewal_notice: bool = False
     upcoming_notice_days: int = Field(default=7, ge=1)
 
+    # Prometheus multiprocess files of every process on this host (docs/metrics.md); each
+    # boot gets its own subfolder. Empty: each process keeps its metrics to itself.
+    # PROMETHEUS_MULTIPROC_DIR, when set, wins and is used as is.
+    metrics_dir: str = f"{VAR_DIR}/metrics"
+
     sweep_interval: float = Field(default=30.0, gt=0)
     lease_seconds: int = Field(default=300, ge=10)
     max_charge_amount: int = Field(default=1_000_000, gt=0)

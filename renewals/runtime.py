@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from renewals.config import Settings, get_settings
 from renewals.faststar import FastStarClient
+from renewals.metrics.faststar import MeteredFastStarClient
 from renewals.models.db import get_engine
 from renewals.notifications.senders import Sender, sender_from_url
 
@@ -43,7 +44,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         engine=get_engine(settings.database_url),
-        faststar=FastStarClient(
+        faststar=MeteredFastStarClient(
             settings.faststar_base_url,
             settings.faststar_api_key.get_secret_value(),
             timeout=timeout,

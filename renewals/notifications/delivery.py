@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import Engine, select
 
-from renewals import transitions
+from renewals import metrics, transitions
 from renewals.config import Settings
 from renewals.domain.states import OutboxEvent
 from renewals.logs import redact_text
@@ -105,6 +105,7 @@ def deliver(
             error=redact_text(error, settings.secrets()) if error else None,
         )
         status = row.status
+    metrics.count_email(status)
     if status == SENT:
         log.info("email_sent", message_id=message_id, kind=kind, attempts=attempts)
     else:
