@@ -46,9 +46,18 @@ from renewals.transitions.operations import (
     move_command,
     move_switch,
 )
+from renewals.transitions.outbox_batch import (
+    ClaimedMessage,
+    SendOutcome,
+    claim_messages,
+    record_outcomes,
+)
 
 __all__ = [
+    "ClaimedMessage",
+    "SendOutcome",
     "Wake",
+    "claim_messages",
     "create_command",
     "create_renewals",
     "create_subscription",
@@ -68,6 +77,7 @@ __all__ = [
     "note",
     "open_review",
     "queue_message",
+    "record_outcomes",
     "reschedule",
     "resolve_review",
     "resolve_reviews_for_payment",
