@@ -158,6 +158,15 @@ def _figures(engine: Engine) -> dict[str, Any]:
 
 
 _SWEEP_DONE = re.compile(r"renewals\.sweep\[[^\]]+\] succeeded in ([\d.]+)s")
+_TASK_DONE = re.compile(r"Task ([\w.]+)\[[^\]]+\] succeeded in")
+
+
+def tasks_run(worker_log: str) -> dict[str, int]:
+    """Tasks that succeeded, by name, from the worker's log."""
+    counts: dict[str, int] = {}
+    for name in _TASK_DONE.findall(worker_log):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def sweep_log_figures(worker_log: str) -> dict[str, Any]:
@@ -300,10 +309,12 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
         sampler.stop()
         peak_pss_kb, peak_rss_kb = sampler.peak_pss_kb, sampler.peak_rss_kb
         cpu_s, processes = sampler.cpu_s, sampler.processes
+        main_cpu_s = sampler.main_cpu_s
         sampler = None
         stop_all(scheduler, worker)
         worker_log = worker.output()
         sweeps = sweep_log_figures(worker_log)
+        tasks = tasks_run(worker_log)
         scheduler = worker = None
         figures = _figures(engine)
         figures["emails_sent"] = _emails_sent(engine)
@@ -343,6 +354,12 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
         "worker_cpu_s": round(cpu_s, 2),
         "cpu_ms_per_renewal": round(1000 * cpu_s / done, 2) if done else None,
         "emails_sent": figures["emails_sent"],
+        "tasks_run": tasks,
+        "tasks_per_renewal": round(sum(tasks.values()) / done, 2) if done else None,
+        "worker_main_cpu_s": round(main_cpu_s, 2),
+        "main_cpu_ms_per_task": round(1000 * main_cpu_s / sum(tasks.values()), 2)
+        if tasks
+        else None,
         "worker_peak_pss_mb": round(peak_pss_kb / 1024, 1),
         "worker_peak_rss_mb": round(peak_rss_kb / 1024, 1),
         **ledger,

@@ -6,7 +6,9 @@ sampling the worker and its pool children, then the hottest frames.
     python -m bench.profile_worker --top /tmp/worker.txt      # the table again, no run
 
 py-spy records only stacks that are running (not idle), so a frame's share of samples is
-its share of the worker's CPU. It samples without pausing the processes (--nonblocking) at a
+roughly its share of the worker's CPU; on a loaded machine a thread back from a socket wait
+but not yet scheduled counts as running, so ``--gil`` (only threads holding the GIL) is the
+closer measure of Python CPU. It samples without pausing the processes (--nonblocking) at a
 modest rate so that the profiler costs the worker little; the run's own
 ``cpu_ms_per_renewal`` is printed beside the table. Output is py-spy's "raw" (collapsed
 stacks) format, which ``--top`` summarises: self time per frame, and inclusive time for
@@ -53,7 +55,7 @@ FOCUS = (
 
 
 @contextmanager
-def spying(out: Path, rate: int) -> Iterator[None]:
+def spying(out: Path, rate: int, *, gil: bool = False) -> Iterator[None]:
     """Attach py-spy to every worker the run starts; stop it (SIGINT writes the file)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     started: list[subprocess.Popen[bytes]] = []
@@ -76,6 +78,7 @@ def spying(out: Path, rate: int) -> Iterator[None]:
                     "raw",
                     "--output",
                     str(out),
+                    *(["--gil"] if gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -133,6 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=Path("worker-profile.txt"))
     parser.add_argument("--no-spy", action="store_true", help="the run's figures only")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only stacks holding the GIL: Python CPU, without waits on sockets",
+    )
     parser.add_argument("--top", type=Path, default=None, help="summarise a raw file; no run")
     args = parser.parse_args(argv)
     if args.top is not None:
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.no_spy:
             result = e2e.run(sandbox, spec)
         else:
-            with spying(args.out, args.rate):
+            with spying(args.out, args.rate, gil=args.gil):
                 result = e2e.run(sandbox, spec)
     finally:
         sandbox.stop()
@@ -161,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         "worker_cpu_s",
         "cpu_ms_per_renewal",
         "emails_sent",
+        "tasks_per_renewal",
+        "main_cpu_ms_per_task",
         "worker_processes",
     )
     print({key: result.get(key) for key in keys})

@@ -60,10 +60,21 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates ship with the package and never change under a running process: no stat
+        # of the template file on every render.
+        auto_reload=False,
     )
     env.filters["money"] = _money
     env.filters["when"] = _when
     return env
+
+
+def compile_templates() -> None:
+    """Compile every template now (a worker does it before forking its pool)."""
+    env = _environment()
+    for kind in SUBJECTS:
+        env.get_template(f"{kind}.txt")
+        env.get_template(f"{kind}.html")
 
 
 def render(kind: str, context: dict[str, Any], settings: Settings) -> RenderedEmail:

@@ -30,6 +30,7 @@ from renewals.services.followups import FollowUps
 from renewals.services.mail import deliver_due_emails
 from renewals.services.sweep import sweep_once
 from renewals.services.work import SERVICES
+from renewals.worker import preload as _preload  # noqa: F401 (connects the signal)
 from renewals.worker.celery_app import app
 from renewals.worker.mail_hints import DeliveryHints
 from renewals.worker.names import (
