@@ -130,6 +130,9 @@ def top(raw: Path, limit: int = 30) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument(
+        "--backend", default=backends.POSTGRES, choices=(backends.POSTGRES, backends.EMBEDDED)
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--pool", default="prefork")
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     configure_logging(Settings(log_level="WARNING", log_format="console"))
     spec = e2e.RunSpec(
-        backends.POSTGRES,
+        args.backend,
         n=args.n,
         concurrency=args.concurrency,
         latency_ms=args.latency_ms,
