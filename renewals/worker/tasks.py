@@ -181,4 +181,4 @@ def deliver_batch_task() -> None:
     run_delivery_batch()
 
 
-delivery_hints = DeliveryHints(lambda window_s: publish(deliver_batch_task, countdown=window_s))
+delivery_hints = DeliveryHints(lambda: publish(deliver_batch_task))
