@@ -108,7 +108,7 @@ def top(raw: Path, limit: int = 30) -> str:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():  # py-spy cut a line short on SIGINT
             continue
         count = int(count_text)
         total += count
