@@ -25,6 +25,7 @@ from renewals.domain.subscription_input import (
     REQUIRED_FIELDS,
     NewSubscription,
     SubscriptionInputError,
+    all_problems,
     new_subscription,
 )
 
@@ -157,8 +158,12 @@ def check_rows(
             continue
         try:
             sub = new_subscription(raw, max_amount=max_amount)
-        except SubscriptionInputError as exc:
-            checked.errors.append(RowError(line, exc.field, exc.reason))
+        except SubscriptionInputError:
+            # Every field at fault, not only the first: one pass fixes the whole line.
+            checked.errors.extend(
+                RowError(line, problem.field, problem.reason)
+                for problem in all_problems(raw, max_amount=max_amount)
+            )
             continue
         problem = _against_file(sub, line, first_line, emails, owners)
         if problem is not None:

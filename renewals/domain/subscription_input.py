@@ -9,9 +9,10 @@ never repeat an email address (messages end up in logs and terminals).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from renewals.domain.money import InvalidChargeError, Money, validate_charge
 from renewals.domain.periods import Interval
@@ -21,6 +22,7 @@ __all__ = [
     "REQUIRED_FIELDS",
     "NewSubscription",
     "SubscriptionInputError",
+    "all_problems",
     "check_email",
     "check_external_id",
     "check_faststar_id",
@@ -217,12 +219,10 @@ def new_subscription(
     )
     assert isinstance(interval_count, int)  # check_terms refused anything else
     name = _optional(raw, "name")
-    if name is not None and (not isinstance(name, str) or len(name) > 200):
-        raise SubscriptionInputError("name must be text of at most 200 characters", field="name")
     return NewSubscription(
         external_id=external_id,
         email=email,
-        name=name,
+        name=None if name is None else _check_name(name),
         customer_id=customer_id,
         payment_method_id=payment_method_id,
         money=money,
@@ -231,3 +231,83 @@ def new_subscription(
         renews_at=renews_at,
         price_id=price_id if isinstance(price_id, str) else None,
     )
+
+
+def all_problems(
+    raw: Mapping[str, object], *, max_amount: int, require_external_id: bool = True
+) -> list[SubscriptionInputError]:
+    """Every field :func:`new_subscription` refuses, not only the first: each check run on
+    its own (an import lists them all by line). Empty when the row is acceptable."""
+    try:
+        new_subscription(raw, max_amount=max_amount, require_external_id=require_external_id)
+    except SubscriptionInputError:
+        pass
+    else:
+        return []
+    problems: list[SubscriptionInputError] = []
+
+    def run(check: Callable[[], object]) -> None:
+        try:
+            check()
+        except SubscriptionInputError as exc:
+            problems.append(exc)
+
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        problems.append(
+            SubscriptionInputError(
+                f"unknown field(s): {', '.join(unknown)[:200]}", field=unknown[0]
+            )
+        )
+    present = {key for key in FIELDS if _optional(raw, key) is not None}
+    for key in REQUIRED_FIELDS:
+        if key not in present and (key != "external_id" or require_external_id):
+            problems.append(SubscriptionInputError(f"{key} is missing", field=key))
+    checks: dict[str, Callable[[], object]] = {
+        "external_id": lambda: check_external_id(raw["external_id"]),
+        "email": lambda: check_email(raw["email"]),
+        "customer_id": lambda: check_faststar_id(raw["customer_id"], "cus_", "customer_id"),
+        "payment_method_id": lambda: check_faststar_id(
+            raw["payment_method_id"], "pm_", "payment_method_id"
+        ),
+        "next_renewal_at": lambda: parse_instant(raw["next_renewal_at"], "next_renewal_at"),
+        "amount": lambda: validate_charge(
+            _int(raw["amount"], "amount"), "USD", max_amount=max_amount
+        ),
+        "currency": lambda: validate_charge(1, raw["currency"], max_amount=max_amount),
+        "interval": lambda: Interval(raw["interval"]),  # type: ignore[arg-type]
+        "interval_count": lambda: check_terms(
+            amount=1,
+            currency="USD",
+            interval="day",
+            interval_count=_int(raw["interval_count"], "interval_count"),
+            renews_at=datetime.now(UTC),
+            price_id=None,
+            max_amount=max_amount,
+        ),
+        "price_id": lambda: check_faststar_id(raw["price_id"], "price_", "price_id"),
+        "name": lambda: _check_name(raw["name"]),
+    }
+    for key, check in checks.items():
+        if key in present:
+            run(partial(_as_input_error, check, key))
+    return problems or [SubscriptionInputError("the row is not acceptable", field=None)]
+
+
+def _as_input_error(check: Callable[[], object], field: str) -> object:
+    try:
+        return check()
+    except InvalidChargeError as exc:
+        raise SubscriptionInputError(exc.reason, field=exc.field or field) from None
+    except ValueError:
+        if field == "interval":
+            raise SubscriptionInputError(
+                f"interval must be one of {', '.join(i.value for i in Interval)}", field=field
+            ) from None
+        raise
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or len(name) > 200:
+        raise SubscriptionInputError("name must be text of at most 200 characters", field="name")
+    return name

@@ -96,14 +96,18 @@ def compare(
                 select(Customer.faststar_id, Customer.email).where(
                     Customer.faststar_id.in_({s.customer_id for _, s in chunk})
                 )
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
         owners = dict(
             session.execute(
                 select(PaymentMethod.faststar_id, Customer.faststar_id)
                 .join(Customer, Customer.id == PaymentMethod.customer_id)
                 .where(PaymentMethod.faststar_id.in_({s.payment_method_id for _, s in chunk}))
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
         for line, sub in chunk:
             assert sub.external_id is not None
@@ -207,7 +211,9 @@ def write_chunk(
     customer_ids = dict(
         session.execute(
             select(Customer.faststar_id, Customer.id).where(Customer.faststar_id.in_(customers))
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     methods = {sub.payment_method_id: sub.customer_id for _, sub in chunk}
     session.execute(
@@ -222,7 +228,9 @@ def write_chunk(
             select(PaymentMethod.faststar_id, PaymentMethod.id).where(
                 PaymentMethod.faststar_id.in_(methods)
             )
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     return transitions.create_subscriptions(
         session,
