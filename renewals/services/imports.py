@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, Table, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, String, Table, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from renewals import transitions
@@ -33,6 +32,7 @@ from renewals.config import Settings
 from renewals.domain.import_rows import FileFormat, RowError, check_rows, read_rows
 from renewals.domain.subscription_input import NewSubscription
 from renewals.models import Customer, PaymentMethod, Subscription
+from renewals.models.bulk import insert_rows
 from renewals.models.db import unit_of_work
 
 # Rows per statement batch and per write transaction: large enough that round trips are
@@ -40,7 +40,7 @@ from renewals.models.db import unit_of_work
 # lasts well under a second, so the sweep and webhooks are never held up for long.
 CHUNK = 5000
 # Keys per IN (...) list when comparing with the database.
-LOOKUP = 1000
+LOOKUP = 5000
 
 Progress = Callable[[int], None]
 
@@ -84,6 +84,13 @@ def _terms(sub: NewSubscription) -> dict[str, object]:
     }
 
 
+def _among(session: Session, column: Any, values: Iterable[str]) -> Any:
+    """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter for them all."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+    return column.in_(list(values))
+
+
 def compare(
     session: Session, rows: Sequence[tuple[int, NewSubscription]], progress: Progress | None = None
 ) -> Compared:
@@ -94,7 +101,7 @@ def compare(
         emails = dict(
             session.execute(
                 select(Customer.faststar_id, Customer.email).where(
-                    Customer.faststar_id.in_({s.customer_id for _, s in chunk})
+                    _among(session, Customer.faststar_id, {s.customer_id for _, s in chunk})
                 )
             )
             .tuples()
@@ -104,7 +111,11 @@ def compare(
             session.execute(
                 select(PaymentMethod.faststar_id, Customer.faststar_id)
                 .join(Customer, Customer.id == PaymentMethod.customer_id)
-                .where(PaymentMethod.faststar_id.in_({s.payment_method_id for _, s in chunk}))
+                .where(
+                    _among(
+                        session, PaymentMethod.faststar_id, {s.payment_method_id for _, s in chunk}
+                    )
+                )
             )
             .tuples()
             .all()
@@ -167,7 +178,7 @@ def _existing_subscriptions(
         )
         .join(Customer, Customer.id == Subscription.customer_id)
         .join(PaymentMethod, PaymentMethod.id == Subscription.payment_method_id)
-        .where(Subscription.external_id.in_(external_ids))
+        .where(_among(session, Subscription.external_id, external_ids))
     ).tuples()
     return {
         str(external_id): (
@@ -187,13 +198,6 @@ def _existing_subscriptions(
     }
 
 
-def _insert(session: Session, table: Any) -> Any:
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    return insert_(cast(Table, table.__table__)).on_conflict_do_nothing(
-        index_elements=["faststar_id"]
-    )
-
-
 def write_chunk(
     session: Session, chunk: Sequence[tuple[int, NewSubscription]], *, now: datetime, actor: str
 ) -> dict[str, int]:
@@ -201,32 +205,38 @@ def write_chunk(
     customers: dict[str, NewSubscription] = {}
     for _, sub in chunk:
         customers.setdefault(sub.customer_id, sub)
-    session.execute(
-        _insert(session, Customer),
+    insert_rows(
+        session,
+        cast(Table, Customer.__table__),
         [
             {"faststar_id": cus, "email": sub.email, "name": sub.name, "created_at": now}
             for cus, sub in customers.items()
         ],
+        conflict=["faststar_id"],
     )
     customer_ids = dict(
         session.execute(
-            select(Customer.faststar_id, Customer.id).where(Customer.faststar_id.in_(customers))
+            select(Customer.faststar_id, Customer.id).where(
+                _among(session, Customer.faststar_id, customers)
+            )
         )
         .tuples()
         .all()
     )
     methods = {sub.payment_method_id: sub.customer_id for _, sub in chunk}
-    session.execute(
-        _insert(session, PaymentMethod),
+    insert_rows(
+        session,
+        cast(Table, PaymentMethod.__table__),
         [
             {"faststar_id": pm, "customer_id": customer_ids[cus], "created_at": now}
             for pm, cus in methods.items()
         ],
+        conflict=["faststar_id"],
     )
     method_ids = dict(
         session.execute(
             select(PaymentMethod.faststar_id, PaymentMethod.id).where(
-                PaymentMethod.faststar_id.in_(methods)
+                _among(session, PaymentMethod.faststar_id, methods)
             )
         )
         .tuples()

@@ -7,13 +7,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from renewals.domain.states import SubscriptionStatus
-from renewals.models import Subscription
-from renewals.transitions._audit import audit_row, write_many
+from renewals.models import AuditEvent, Subscription
+from renewals.models.bulk import insert_rows
+from renewals.transitions._audit import audit_row
 
 
 def create_subscriptions(
@@ -33,16 +32,18 @@ def create_subscriptions(
         }
         for row in rows
     ]
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # The table, not the mapped class: the ORM's bulk path would track every new key.
-    created = session.execute(
-        insert_(cast(Table, Subscription.__table__))
-        .on_conflict_do_nothing(index_elements=["external_id"])
-        .returning(Subscription.id, Subscription.external_id),
-        values,
-    ).all()
-    write_many(
+    table = cast(Table, Subscription.__table__)
+    created = insert_rows(
         session,
+        table,
+        values,
+        conflict=["external_id"],
+        returning=[table.c.id, table.c.external_id],
+    )
+    insert_rows(
+        session,
+        cast(Table, AuditEvent.__table__),
         [
             audit_row(
                 now=now,
@@ -54,6 +55,7 @@ def create_subscriptions(
             )
             for subscription_id, external_id in created
         ],
+        conflict=None,
     )
     return {str(external_id): subscription_id for subscription_id, external_id in created}
 
