@@ -90,7 +90,9 @@ def run_import(url: str, path: Path) -> tuple[float, dict[str, Any]]:
     }
     command = [sys.executable, "-m", "renewals", "subscriptions", "import", str(path), "--json"]
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"import failed ({done.returncode}): {done.stderr[-2000:]}")

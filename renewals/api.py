@@ -79,7 +79,8 @@ class SubscriptionInfo:
 
     id: int
     external_id: str | None
-    status: str
+    # The subscription's status (active, past_due, paused, canceled …).
+    state: str
     amount: int
     currency: str
     interval: str
@@ -114,7 +115,7 @@ def _info(sub: Subscription, *, created: bool = False) -> SubscriptionInfo:
     return SubscriptionInfo(
         id=sub.id,
         external_id=sub.external_id,
-        status=str(sub.status),
+        state=str(sub.status),
         amount=sub.amount,
         currency=sub.currency,
         interval=str(sub.interval),

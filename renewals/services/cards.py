@@ -89,7 +89,10 @@ def fetch_batch(
             # The customer is unknown to FastStar (or not ours): asking again will not
             # help. Its cards are marked fetched, without details, and a person is told.
             log.warning(
-                "card_details_refused", customer=faststar_id, status=exc.status_code, error=str(exc)
+                "card_details_refused",
+                customer=faststar_id,
+                http_status=exc.status_code,
+                error=str(exc),
             )
             answers[customer_id] = []
         except FastStarError as exc:
