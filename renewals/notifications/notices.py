@@ -112,16 +112,23 @@ def queue_pre_renewal_notices(
 ) -> list[int]:
     """The upcoming-renewal notice (when switched on) and, whatever the switch, a warning
     when the saved card will have expired by the renewal date."""
+    known = card.exp_month is not None and card.exp_year is not None
     context: dict[str, object] = {
-        "amount": sub.amount,
+        # The coming period's price: a change asked for through the API included.
+        "amount": sub.next_amount,
         "currency": sub.currency,
         "renewal_at": sub.next_renewal_at.isoformat(),
         "card_brand": card.brand,
         "card_last4": card.last4,
-        "card_expiry": f"{card.exp_month:02d}/{card.exp_year}",
+        "card_expiry": f"{card.exp_month:02d}/{card.exp_year}" if known else None,
     }
     kinds = [UPCOMING_RENEWAL] if upcoming else []
-    if card_expires_before(card.exp_month, card.exp_year, sub.next_renewal_at):
+    # A card whose details are not fetched yet (imported) gets no expiry warning this time.
+    if (
+        card.exp_month is not None
+        and card.exp_year is not None
+        and card_expires_before(card.exp_month, card.exp_year, sub.next_renewal_at)
+    ):
         kinds.append(CARD_EXPIRING)
     queued = [
         queue_email(

@@ -235,6 +235,8 @@ def materialise_due(
             Subscription.cancel_at_period_end,
             Subscription.amount,
             Subscription.currency,
+            Subscription.pending_amount,
+            Subscription.pending_from_index,
         )
         .where(Subscription.status == SubscriptionStatus.ACTIVE)
         .where(Subscription.next_renewal_at <= now)
@@ -245,8 +247,20 @@ def materialise_due(
     rows: list[dict[str, object]] = []
     moves: list[tuple[int, int, datetime]] = []  # (id, next_period_index, next_renewal_at)
     ending: list[int] = []
+    changed: list[int] = []  # a pending change of price applies from this period on
     policy = CatchUpPolicy(settings.catch_up)
-    for sub_id, anchor, interval, count, next_index, cancel_at_end, amount, currency in due:
+    for (
+        sub_id,
+        anchor,
+        interval,
+        count,
+        next_index,
+        cancel_at_end,
+        amount,
+        currency,
+        pending_amount,
+        pending_from,
+    ) in due:
         last = next_index - 1 if next_index > 0 else None
         index = next_period_to_charge(
             anchor, interval, count, now=now, last_settled_index=last, policy=policy
@@ -259,18 +273,26 @@ def materialise_due(
             continue
         chosen = period(anchor, interval, count, index)
         skipped = list(skipped_period_indices(last, index))
+        change: dict[str, object] = {}
+        price = amount
+        if pending_from is not None and index >= pending_from:
+            changed.append(sub_id)
+            if pending_amount is not None and pending_amount != amount:
+                change = {"amount_changed": [amount, pending_amount]}
+                price = pending_amount
         rows.append(
             {
                 "subscription_id": sub_id,
                 "period_index": chosen.index,
                 "period_start": chosen.start,
                 "period_end": chosen.end,
-                "amount": amount,
+                "amount": price,
                 "currency": currency,
                 "audit_details": {
                     "period_index": index,
                     "period_start": chosen.start.isoformat(),
                     **({"skipped_periods": skipped} if skipped else {}),
+                    **change,
                 },
             }
         )
@@ -286,7 +308,28 @@ def materialise_due(
     )
     created = transitions.create_renewals(session, rows, now=now, actor=ACTOR)
     _move_schedules(session, moves)
+    _apply_pending_changes(session, changed)
     return Materialised(len(due), created)
+
+
+def _apply_pending_changes(session: Session, ids: Sequence[int]) -> None:
+    """A change of price asked for through the API becomes the subscription's own with the
+    first period it applies to (just materialised at that price, under the same row locks):
+    one statement for the batch. Periods materialised before keep their amount."""
+    if not ids:
+        return
+    session.execute(
+        update(Subscription)
+        .where(Subscription.id.in_(ids))
+        .values(
+            amount=func.coalesce(Subscription.pending_amount, Subscription.amount),
+            price_id=func.coalesce(Subscription.pending_price_id, Subscription.price_id),
+            pending_amount=None,
+            pending_price_id=None,
+            pending_from_index=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _move_schedules(session: Session, moves: Sequence[tuple[int, int, datetime]]) -> None:

@@ -46,12 +46,14 @@ from renewals.transitions.operations import (
     move_command,
     move_switch,
 )
+from renewals.transitions.subscriptions_bulk import create_subscriptions
 
 __all__ = [
     "Wake",
     "create_command",
     "create_renewals",
     "create_subscription",
+    "create_subscriptions",
     "expire_charging_leases",
     "expire_sending_leases",
     "lock_switch",

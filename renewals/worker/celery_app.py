@@ -35,7 +35,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery(
         "renewals",
         broker=settings.broker_url,
-        include=["renewals.worker.tasks"],
+        include=["renewals.worker.tasks", "renewals.worker.integration_tasks"],
     )
     app.conf.update(
         # Acknowledge after the task ran, so a worker that dies mid-task leaves the message
