@@ -13,7 +13,8 @@ currency only; adding USD to JPY means nothing.
   on-session payment (to ``succeeded``) or by expiring (to ``failed``), so a succeeded
   renewal with a 402 attempt was paid on-session.
 - **backlogs** (not windowed, they are the present): unknown outcomes waiting for an answer
-  and their age, emails not yet delivered, open reviews.
+  and their age, emails not yet delivered, merchant events not yet delivered or failed
+  for good, open reviews.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from renewals.domain.states import (
     ReviewStatus,
     SubscriptionStatus,
 )
-from renewals.models import ChargeAttempt, OutboxMessage, PaymentReview, Renewal, Subscription
+from renewals.models import (
+    ChargeAttempt,
+    MerchantEvent,
+    OutboxMessage,
+    PaymentReview,
+    Renewal,
+    Subscription,
+)
 from renewals.services.views import money
 
 
@@ -126,6 +134,15 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
     failed_emails = session.scalar(
         select(func.count()).where(OutboxMessage.status == OutboxStatus.FAILED.value)
     )
+    events_waiting, oldest_event = session.execute(
+        select(func.count(), func.min(MerchantEvent.created_at)).where(
+            MerchantEvent.status.in_(waiting)
+        )
+    ).one()
+    failed_events = session.scalar(
+        select(func.count()).where(MerchantEvent.status == OutboxStatus.FAILED.value)
+    )
+    oldest_event = _aware(oldest_event)
     open_reviews = session.scalar(
         select(func.count()).where(PaymentReview.status == ReviewStatus.OPEN.value)
     )
@@ -147,6 +164,12 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
             "failed": failed_emails or 0,
             "oldest_waiting_since": oldest_pending.isoformat() if oldest_pending else None,
             "oldest_age_hours": _hours(now, oldest_pending),
+        },
+        "merchant_events": {
+            "waiting": events_waiting,
+            "failed": failed_events or 0,
+            "oldest_waiting_since": oldest_event.isoformat() if oldest_event else None,
+            "oldest_age_hours": _hours(now, oldest_event),
         },
         "open_reviews": open_reviews or 0,
     }
