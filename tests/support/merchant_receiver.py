@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,12 +46,16 @@ class Delivery:
 @dataclass
 class Receiver:
     """What arrived. ``answers`` are the statuses of the next requests (one each), then 200;
-    a delivery whose signature fails is answered 401 and recorded as unverified."""
+    a delivery whose signature fails is answered 401 and recorded as unverified. The next
+    ``stall`` deliveries are recorded, then left unanswered until ``release`` is set (a
+    POST in flight, for a test to kill the worker that made it)."""
 
     url: str
     secret: str
     deliveries: list[Delivery] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
+    stall: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self) -> list[Delivery]:
@@ -87,9 +91,16 @@ def merchant_receiver(secret: str) -> Iterator[Receiver]:
                     Delivery(self.headers.get("Renewals-Event-Id", ""), signature, body, verified)
                 )
                 status = receiver.answers.pop(0) if receiver.answers else 200
+                stalled, receiver.stall = receiver.stall > 0, max(0, receiver.stall - 1)
+            if stalled:
+                receiver.release.wait(60)
             self.send_response(status if verified else 401)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def handle_one_request(self) -> None:
+            with suppress(OSError):  # the worker that sent it may be gone (killed)
+                super().handle_one_request()
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
