@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from renewals.config import Settings
 from renewals.faststar import FastStarClient
 from renewals.sandbox.testing import RunningSandbox
+from renewals.services.views import with_settlements
 from tests.merchant_events.conftest import event_rows, types_of
 from tests.support import scenarios as sc
 from tests.support.factories import CARDS, Clock, save_sandbox_card
@@ -95,6 +96,8 @@ def test_a_refund_is_recorded_reviewed_and_told_once_per_change(
         renewal_id,
         pi,
     )
+    [shown] = with_settlements([], [review])[1]
+    assert f"refunded on renewal {renewal_id}" in shown["settle"]
     # The subscription's status is the merchant's call, not ours.
     assert sc.subscription(events_on, sub_id).status == "active"
 
