@@ -46,6 +46,8 @@ DEFAULT_WEBHOOK_SECRET = "whsec_local"  # noqa: S105 - published in the README, 
 # production refuses all of them (the sandbox's own default is published too).
 PUBLISHED_WEBHOOK_SECRETS = frozenset({DEFAULT_WEBHOOK_SECRET, "whsec_sandbox"})
 TEST_KEY_PREFIX = "sk_test_"
+# A guessable signing secret lets anyone forge "renewed" to the merchant's backend.
+MIN_MERCHANT_SECRET_LEN = 24
 
 
 class ConfigError(Exception):
@@ -119,6 +121,14 @@ class Settings(BaseSettings):
     merchant_of_record: bool = False
     checkout_success_url: str = "http://127.0.0.1:8000/billing/success"
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/cancel"
+    # The merchant's backend, told of every subscription status change, refund and dispute
+    # (docs/merchant-webhooks.md). None: no event is written at all.
+    merchant_webhook_url: str | None = None
+    # Signs every delivery; there is no default, so a URL without a secret stops start-up.
+    merchant_webhook_secret: SecretStr = SecretStr("")
+    # After a failed delivery, wait these in turn; one more failure then marks it failed.
+    merchant_webhook_retry_delays: str = "1m,5m,30m,2h,12h,24h"
+    merchant_webhook_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -176,6 +186,38 @@ class Settings(BaseSettings):
         UnknownRecheckPolicy(delays=delays)  # raises ValueError: zero or decreasing delays
         return value
 
+    @field_validator("merchant_webhook_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        if not value:  # RENEWALS_MERCHANT_WEBHOOK_URL= (empty) means none
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("merchant_webhook_retry_delays")
+    @classmethod
+    def _retry_delays(cls, value: str) -> str:
+        delays = parse_durations(value, name="delays")
+        if any(delay <= timedelta(0) for delay in delays):
+            raise ValueError("every delay must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _merchant_webhook_signed(self) -> Settings:
+        """A URL needs a secret (production lists this with its other problems)."""
+        if self.env == "production":
+            return self
+        if self.merchant_webhook_url and not self.merchant_webhook_secret.get_secret_value():
+            raise PydanticCustomError(
+                "unsigned_merchant_webhooks",
+                f"{ENV_PREFIX}MERCHANT_WEBHOOK_SECRET: is empty, but "
+                f"{ENV_PREFIX}MERCHANT_WEBHOOK_URL is set; every event is signed with it, so "
+                "set it to a long random string and share it with the merchant's backend",
+            )
+        return self
+
     @field_validator("dunning_retry_days", "action_reminder_days")
     @classmethod
     def _day_list(cls, value: str) -> str:
@@ -222,6 +264,10 @@ class Settings(BaseSettings):
         return tuple(dict.fromkeys(s.strip() for s in listed.split(",") if s.strip()))
 
     @property
+    def merchant_retry_delays(self) -> tuple[timedelta, ...]:
+        return parse_durations(self.merchant_webhook_retry_delays, name="retry delays")
+
+    @property
     def unknown_recheck(self) -> tuple[timedelta, ...]:
         return parse_durations(self.unknown_recheck_delays, name="recheck delays")
 
@@ -235,7 +281,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """Secret values the log redactor must never let through."""
-        values = [self.faststar_api_key.get_secret_value(), *self.webhook_secrets()]
+        values = [
+            self.faststar_api_key.get_secret_value(),
+            *self.webhook_secrets(),
+            self.merchant_webhook_secret.get_secret_value(),
+        ]
         mail_password = urlsplit(self.mail_url).password
         if mail_password:  # the SMTP password inside RENEWALS_MAIL_URL
             values += [mail_password, unquote(mail_password)]
@@ -291,6 +341,18 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(
             f"{old_var}: lists a published default secret, which anyone could sign "
             f"webhooks with; remove it from {old_var}"
+        )
+    merchant_var = f"{ENV_PREFIX}MERCHANT_WEBHOOK_SECRET"
+    merchant_secret = settings.merchant_webhook_secret.get_secret_value().strip()
+    if settings.merchant_webhook_url and merchant_secret in PUBLISHED_WEBHOOK_SECRETS:
+        problems.append(
+            f"{merchant_var}: a published secret cannot sign events in production (anyone "
+            f"could forge them); set {merchant_var} to a long random string"
+        )
+    elif settings.merchant_webhook_url and len(merchant_secret) < MIN_MERCHANT_SECRET_LEN:
+        problems.append(
+            f"{merchant_var}: is shorter than {MIN_MERCHANT_SECRET_LEN} characters; set "
+            f"{merchant_var} to a long random string (e.g. `openssl rand -hex 32`)"
         )
     key_var = f"{ENV_PREFIX}FASTSTAR_API_KEY"
     api_key = settings.faststar_api_key.get_secret_value().strip()

@@ -16,6 +16,7 @@ from renewals.faststar import FastStarClient
 from renewals.metrics.faststar import MeteredFastStarClient
 from renewals.models.db import get_engine
 from renewals.notifications.senders import Sender, sender_from_url
+from renewals.transitions.merchant_events import enable_merchant_events
 
 
 def utcnow() -> datetime:
@@ -35,6 +36,9 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    engine = get_engine(settings.database_url)
+    # Without a receiver no merchant event is written (they would only pile up).
+    enable_merchant_events(engine, settings.merchant_webhook_url is not None)
     timeout = httpx.Timeout(
         connect=settings.faststar_connect_timeout,
         read=settings.faststar_read_timeout,
@@ -43,7 +47,7 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     return Runtime(
         settings=settings,
-        engine=get_engine(settings.database_url),
+        engine=engine,
         faststar=MeteredFastStarClient(
             settings.faststar_base_url,
             settings.faststar_api_key.get_secret_value(),

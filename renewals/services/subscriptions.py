@@ -188,6 +188,8 @@ def subscription_views(session: Session, subscriptions: list[Subscription]) -> l
                 "next_action": r.wake.value if r.wake else None,
                 "next_action_at": _iso(r.wake_at),
                 "last_error": r.last_error,
+                "refunded_amount": r.refunded_amount,
+                "dispute_status": r.dispute_status,
                 "attempts": by_renewal.get(r.id, []),
             }
         )

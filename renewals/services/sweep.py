@@ -12,9 +12,10 @@ Each run, in one short transaction:
    the attempt, so whether FastStar saw the request cannot be known: they become ``unknown``.
 3. **claim** every renewal whose one next job is due (its charge, the janitor's recheck, or
    the follow-up while its customer must authenticate), inbox events still pending, and
-   emails due, leasing each row so a second sweep does not hand it out again until the
-   lease expires, which is also how a lost message is rediscovered. While charges are
-   halted (``renewals halt``) nothing is claimed to charge; every other job goes on.
+   emails and merchant events due (each subscription's events in order), leasing each row
+   so a second sweep does not hand it out again until the lease expires, which is also how
+   a lost message is rediscovered. While charges are halted (``renewals halt``) nothing is
+   claimed to charge; every other job goes on.
 
 One run takes at most one batch of each. When more is due, the sweep task starts the drain
 (:mod:`renewals.services.drain`): a follow-on chain that materialises and claims batch after
@@ -78,6 +79,7 @@ from renewals.notifications.notices import queue_pre_renewal_notices
 from renewals.policies import policies
 from renewals.services.followups import FollowUps
 from renewals.services.halt import is_halted
+from renewals.services.merchant_webhooks import claim_due_merchant_events
 
 log = structlog.get_logger(__name__)
 
@@ -165,6 +167,10 @@ def sweep_once(
     queue_pre_renewal_emails(session, now=now, settings=settings)  # delivered just below
     for message_id in claim_due_messages(session, now=now, settings=settings):
         follow.add(Work.DELIVER, message_id)
+    for event_row_id in claim_due_merchant_events(
+        session, now=now, settings=settings, limit=limits.batch
+    ):
+        follow.add(Work.MERCHANT_EVENT, event_row_id)
     return Swept(follow, due.subscriptions, len(claimed), claim_limit, limits.batch)
 
 

@@ -193,6 +193,13 @@ def review_settlement(row: dict[str, Any], unknown_ids: Iterable[int]) -> str:
     kind = row["kind"]
     if kind == ReviewKind.REFUND_DUE:
         return f"refund {pi} in the FastStar dashboard (its period is no longer billed)"
+    if kind in (ReviewKind.REFUNDED, ReviewKind.DISPUTED) and renewal_id is not None:
+        return (
+            f"{kind} on renewal {renewal_id} (the merchant's backend was told); once handled: "
+            f"renewals reviews resolve {row['id']} --dismiss --reason …"
+        )
+    if kind in (ReviewKind.REFUNDED, ReviewKind.DISPUTED):
+        return f"find what {pi} paid for in the FastStar dashboard; no renewal of ours carries it"
     if kind == ReviewKind.FINAL_ACTION_UNCONFIRMED:
         return (
             f"check renewal {renewal_id}'s checkout sessions in the FastStar dashboard; "

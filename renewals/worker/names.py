@@ -20,6 +20,7 @@ TASK_NAMES: Mapping[Work, str] = MappingProxyType(
         Work.FOLLOW_UP: "renewals.action_required_follow_up",
         Work.WEBHOOK: "renewals.process_webhook",
         Work.DELIVER: "renewals.deliver_email",
+        Work.MERCHANT_EVENT: "renewals.merchant_events.deliver",
     }
 )
 
