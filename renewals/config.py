@@ -243,6 +243,14 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def faststar_call_bound_s(self) -> float:
+        """The longest one FastStar call can take by the client's timeouts: waiting for a
+        pooled connection and connecting (each the connect timeout), writing the request
+        and reading the answer (each the read timeout). Under the threads pool nothing else
+        stops a hung call, so this should stay well below the renewal's lease."""
+        return 2 * self.faststar_connect_timeout + 2 * self.faststar_read_timeout
+
+    @property
     def dunning_days(self) -> tuple[int, ...]:
         return parse_day_list(self.dunning_retry_days, name="retry days")
 

@@ -154,6 +154,7 @@ class FastStarClient:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self._api_key = api_key
         self._base_url = str(url).rstrip("/")
+        self._max_connections = max_connections
         self._limiter = (
             None
             if rate_limit_per_s is None
@@ -181,6 +182,11 @@ class FastStarClient:
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    @property
+    def max_connections(self) -> int:
+        """The connection pool's size: calls beyond it wait for a free connection."""
+        return self._max_connections
 
     def close(self) -> None:
         """Close pooled connections. Idempotent."""

@@ -7,13 +7,16 @@ so the task can enqueue delivery after the commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from renewals import transitions
 from renewals.domain.dunning import card_expires_before
 from renewals.models import Customer, PaymentMethod, Renewal, Subscription
-from renewals.notifications.outbox import queue_email
+from renewals.notifications.outbox import email_values, queue_email
 
 RECEIPT = "receipt"
 PAYMENT_FAILED = "payment_failed"
@@ -31,24 +34,64 @@ def _base(renewal: Renewal) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptFacts:
+    """What a receipt says besides the payment id, read with the renewal before the charge
+    so that the one-statement booking (PostgreSQL) needs no read to queue it."""
+
+    subscription_id: int
+    renewal_id: int
+    amount: int
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    recipient: str = field(repr=False)  # an email address: kept out of reprs and logs
+    card_brand: str | None  # None until the card details are fetched (imports)
+    card_last4: str | None
+
+    @classmethod
+    def of(cls, renewal: Renewal, customer: Customer, card: PaymentMethod) -> ReceiptFacts:
+        return cls(
+            subscription_id=renewal.subscription_id,
+            renewal_id=renewal.id,
+            amount=renewal.amount,
+            currency=renewal.currency,
+            period_start=renewal.period_start,
+            period_end=renewal.period_end,
+            recipient=customer.email,
+            card_brand=card.brand,
+            card_last4=card.last4,
+        )
+
+
+def receipt_email(facts: ReceiptFacts, payment_intent_id: str | None) -> dict[str, Any]:
+    """The receipt's outbox values (``renewals.transitions.queue_message`` takes them)."""
+    return email_values(
+        subscription_id=facts.subscription_id,
+        renewal_id=facts.renewal_id,
+        period_start=facts.period_start,
+        kind=RECEIPT,
+        sequence=0,
+        recipient=facts.recipient,
+        context={
+            "amount": facts.amount,
+            "currency": facts.currency,
+            "period_start": facts.period_start.isoformat(),
+            "period_end": facts.period_end.isoformat(),
+            "payment_intent_id": payment_intent_id,
+            "card_brand": facts.card_brand,
+            "card_last4": facts.card_last4,
+        },
+    )
+
+
 def queue_receipt(
     session: Session, renewal: Renewal, customer: Customer, card: PaymentMethod, *, now: datetime
 ) -> int | None:
-    return queue_email(
+    return transitions.queue_message(
         session,
         now=now,
-        subscription_id=renewal.subscription_id,
-        renewal_id=renewal.id,
-        period_start=renewal.period_start,
-        kind=RECEIPT,
-        sequence=0,
-        recipient=customer.email,
-        context={
-            **_base(renewal),
-            "payment_intent_id": renewal.payment_intent_id,
-            "card_brand": card.brand,
-            "card_last4": card.last4,
-        },
+        **receipt_email(ReceiptFacts.of(renewal, customer, card), renewal.payment_intent_id),
     )
 
 

@@ -84,7 +84,7 @@ def move_subscription(
     ``renewal`` is the renewal that caused it, when the caller has it in hand.
     """
     if not SUBSCRIPTION_TRANSITIONS.allows(sub.status, event):
-        log.info("subscription_transition_skipped", subscription_id=sub.id, event=str(event))
+        log.info("subscription_transition_skipped", subscription_id=sub.id, transition=str(event))
         return False
     before = sub.status
     after = SUBSCRIPTION_TRANSITIONS.apply(before, event)
@@ -236,13 +236,23 @@ def move_renewal(
     )
 
 
+def wake_values(
+    wake: Wake | None, *, now: datetime, lease_seconds: int | None = None
+) -> dict[str, Any]:
+    """The renewal columns that say what its next job is and who holds it."""
+    return {
+        "wake": wake.work if wake else None,
+        "wake_at": wake.at if wake else None,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds) if lease_seconds else None,
+        "updated_at": now,
+    }
+
+
 def set_wake(
     renewal: Renewal, wake: Wake | None, *, now: datetime, lease_seconds: int | None = None
 ) -> None:
-    renewal.wake = wake.work if wake else None
-    renewal.wake_at = wake.at if wake else None
-    renewal.lease_expires_at = now + timedelta(seconds=lease_seconds) if lease_seconds else None
-    renewal.updated_at = now
+    for column, value in wake_values(wake, now=now, lease_seconds=lease_seconds).items():
+        setattr(renewal, column, value)
 
 
 def reschedule(
