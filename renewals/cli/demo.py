@@ -157,6 +157,13 @@ class Story:
         self.rows: list[DemoRow] = []
 
     def notice(self, rows: list[DemoRow]) -> None:
+        unknown = {r.subscription_id for r in self.rows if r.renewal_status == "unknown"}
+        for row in rows:
+            if row.subscription_id in unknown and row.renewal_status != "unknown":
+                self.view.tell(
+                    f"#{row.subscription_id} unknown outcome settled: now {row.renewal_status} "
+                    f"(subscriptions show {row.subscription_id} says how)"
+                )
         self.rows = rows
         for row in rows:
             before = self.statuses.get(row.subscription_id)
