@@ -15,7 +15,7 @@ ROW = DemoRow(
     subscription_id=2,
     email="demo-3184@example.com",
     last4="3184",
-    status="action_required",
+    sub_status="action_required",
     renewal_status="requires_action",
     next_action="follow up checkout",
     next_action_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
@@ -40,7 +40,7 @@ def test_a_terminal_is_redrawn_only_on_change() -> None:
 
     view.tell("#2 the customer pays on-session")
     assert view.show([ROW], IDLE)  # a new line of the story is a change
-    assert view.show([replace(ROW, status="active")], IDLE)
+    assert view.show([replace(ROW, sub_status="active")], IDLE)
     assert out.getvalue().count(CLEAR_SCREEN) == 3
 
 

@@ -167,12 +167,12 @@ class Story:
         self.rows = rows
         for row in rows:
             before = self.statuses.get(row.subscription_id)
-            if before is not None and before != row.status:
+            if before is not None and before != row.sub_status:
                 how = ""
-                if row.subscription_id in self.completed and row.status == "active":
+                if row.subscription_id in self.completed and row.sub_status == "active":
                     how = " (the payment.succeeded webhook booked the on-session payment)"
-                self.view.tell(f"#{row.subscription_id} {before} -> {row.status}{how}")
-            self.statuses[row.subscription_id] = row.status
+                self.view.tell(f"#{row.subscription_id} {before} -> {row.sub_status}{how}")
+            self.statuses[row.subscription_id] = row.sub_status
 
     def act(self, rows: list[DemoRow]) -> None:
         """After a 402 email is written, its customer pays through the link it carries."""
@@ -211,7 +211,7 @@ def _commands(story: Story) -> list[tuple[str, str]]:
     cli = _renewals_command()
     sca = next((r.subscription_id for r in story.rows if r.last4 == SCA_CARD[-4:]), None)
     back = next(iter(story.completed), sca)
-    declined = next((r.subscription_id for r in story.rows if r.status == "past_due"), None)
+    declined = next((r.subscription_id for r in story.rows if r.sub_status == "past_due"), None)
     commands = [
         (f"{cli} subscriptions list", "every subscription, its next action and date"),
     ]

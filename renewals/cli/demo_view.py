@@ -76,7 +76,7 @@ def rows_table(rows: Sequence[DemoRow]) -> str:
             [
                 r.subscription_id,
                 card_label(r.last4),
-                r.status,
+                r.sub_status,
                 r.renewal_status or "not due yet",
                 f"{r.next_action}{_when(r.next_action_at)}" if r.next_action else None,
             ]

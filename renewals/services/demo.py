@@ -31,7 +31,7 @@ class DemoRow:
     subscription_id: int
     email: str
     last4: str
-    status: str
+    sub_status: str
     renewal_status: str | None
     """The newest period's renewal; None before the first one is due."""
     next_action: str | None
@@ -102,7 +102,7 @@ def demo_rows(session: Session) -> list[DemoRow]:
                 subscription_id=sub.id,
                 email=emails[sub.id],
                 last4=cards[sub.id],
-                status=sub.status.value,
+                sub_status=sub.status.value,
                 renewal_status=renewal.status.value if renewal else None,
                 next_action=summary[sub.id]["next_action"],
                 next_action_at=datetime.fromisoformat(at) if at else None,
