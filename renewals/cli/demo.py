@@ -277,21 +277,26 @@ def _start_receiver(children: Children, port: int) -> None:
     )
 
 
-def _prepare_database(settings: Settings, sandbox_forgot: bool) -> None:
+def _prepare_database(settings: Settings, sandbox_forgot: bool) -> list[str]:
+    """Migrate and seed; returns what the live view should tell (a terminal's first frame
+    clears anything printed before it)."""
+    notes = []
     with _quiet("alembic"):
         upgrade(settings.database_url)
     if sandbox_forgot and _has_demo_customers(settings):
-        click.echo(
+        warning = (
             f"warning: the database has demo subscriptions but {SANDBOX_STATE} did not "
             f"exist: their cards are unknown to this sandbox. Remove {VAR_DIR}/ to start "
-            "afresh.",
-            err=True,
+            "afresh."
         )
+        click.echo(warning, err=True)
+        notes.append(warning)
     seeded = _seed(settings)
     if seeded:
-        click.echo(f"seeded {seeded} demo subscription(s), one per sandbox test card")
+        notes.append(f"seeded {seeded} demo subscription(s), one per sandbox test card")
     else:
-        click.echo("the demo subscriptions exist already: re-using them")
+        notes.append("the demo subscriptions exist already: re-using them")
+    return notes
 
 
 def _watch(
@@ -358,12 +363,14 @@ def run(webhooks_port: int, until_settled: bool, exit_after: float | None) -> No
         sandbox_note, sandbox_forgot = _start_sandbox(children, settings)
         _start_receiver(children, webhooks_port)
         sandbox.send_webhooks_to(webhooks_url, settings.faststar_webhook_secret.get_secret_value())
-        _prepare_database(settings, sandbox_forgot)
+        notes = _prepare_database(settings, sandbox_forgot)
         children.start("worker", ["renewals", "worker", "-c", WORKER_CONCURRENCY])
         children.start("scheduler", ["renewals", "scheduler"])
         view = LiveView.on_stdout(_title(settings, sandbox_note, webhooks_url))
         story = Story(sandbox, view, mail)
         view.start()
+        for note in notes:
+            view.tell(note)
         _watch(
             settings,
             children,
