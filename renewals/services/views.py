@@ -163,7 +163,15 @@ def timeline(session: Session, subscription_id: int) -> list[dict[str, Any]]:
         state = m.status + (f" at {m.sent_at:%Y-%m-%d %H:%M}" if m.sent_at else "")
         if m.last_error:
             state += f" ({m.last_error})"
-        add(m.created_at, 2, m.id, "email", f"{m.kind} to {mask_email(m.recipient)}: {state}")
+        # The id is what `renewals resend-email` takes.
+        add(
+            m.created_at,
+            2,
+            m.id,
+            "email",
+            f"email {m.id}: {m.kind} to {mask_email(m.recipient)}: {state}",
+            message_id=m.id,
+        )
     for e in audit:
         change = f" -> {e.to_status}" if e.to_status else ""
         if e.from_status:
