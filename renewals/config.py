@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from renewals.crashpoints import parse as parse_crash_points
 from renewals.domain.dunning import parse_day_list, parse_durations
 from renewals.domain.reconciliation import UnknownRecheckPolicy
 
@@ -114,6 +115,9 @@ class Settings(BaseSettings):
     merchant_of_record: bool = False
     checkout_success_url: str = "http://127.0.0.1:8000/billing/success"
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/cancel"
+    # Fault testing only (renewals.crashpoints): points where the process kills itself. Read
+    # here so a typo fails at start-up and production refuses it; never set in production.
+    crash_points: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -160,6 +164,12 @@ class Settings(BaseSettings):
     def _api_key(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("crash_points")
+    @classmethod
+    def _crash_points(cls, value: str) -> str:
+        parse_crash_points(value)  # raises ValueError naming the unknown point
         return value
 
     @field_validator("unknown_recheck_delays")
@@ -299,6 +309,11 @@ def production_problems(settings: Settings) -> list[str]:
             f"{key_var}: is a test key ({TEST_KEY_PREFIX}…), which charges no real card; "
             f"set {key_var} to your live secret key, or set "
             f"{ENV_PREFIX}ALLOW_TEST_KEYS=true if this deployment is meant to use test mode"
+        )
+    if settings.crash_points.strip():
+        crash_var = f"{ENV_PREFIX}CRASH_POINTS"
+        problems.append(
+            f"{crash_var}: arms crash points, which exist only for fault testing; unset {crash_var}"
         )
     return problems
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from renewals import transitions
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.domain.dunning import FinalActionDue, decide_after_decline
 from renewals.domain.money import InvalidChargeError, validate_charge
 from renewals.domain.states import (
@@ -525,6 +526,7 @@ def record_outcome(
             log.warning("charge_outcome_unknown", renewal_id=renewal.id, reason=outcome.reason)
         case _:
             assert_never(outcome)
+    crash_point("response_read_result_uncommitted")
     return follow
 
 
@@ -568,6 +570,7 @@ def charge_renewal(
     if isinstance(order, Skipped):
         log.debug("charge_skipped", renewal_id=renewal_id, reason=order.reason)
         return FollowUps()
+    crash_point("after_attempt_commit")
     try:
         outcome = client.charge_off_session(
             order.customer_id,

@@ -71,12 +71,15 @@ def _spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> Proces
     return Process(popen, log)
 
 
-def start_worker(env: dict[str, str], cwd: Path, *, concurrency: int = 2) -> Process:
+def start_worker(
+    env: dict[str, str], cwd: Path, *, concurrency: int = 2, pool: str | None = None
+) -> Process:
     process = _spawn(
         [
             "worker",
             "--concurrency",
             str(concurrency),
+            *(["--pool", pool] if pool else []),
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
