@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench bench-quick emails clean
+.PHONY: run test lint typecheck check bench bench-quick chaos chaos-quick emails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check renewals tests bench
-	$(BIN)/ruff format --check renewals tests bench
+	$(BIN)/ruff check renewals tests bench chaos
+	$(BIN)/ruff format --check renewals tests bench chaos
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,6 +34,14 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Every scenario in real processes under failures, checked by `renewals check`'s invariants
+# and the hygiene scan; prints the figures and fails on any violation (README, "Chaos").
+chaos: $(STAMP)
+	$(BIN)/python -m chaos
+
+chaos-quick: $(STAMP)
+	$(BIN)/python -m chaos --quick
 
 emails: $(STAMP)
 	$(BIN)/python -m renewals.notifications.examples docs/emails
