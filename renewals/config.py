@@ -41,6 +41,10 @@ BROKER_SCHEMES = (
     "memory",
 )
 
+# A task is killed after this long (renewals.worker.celery_app): the broker's visibility
+# timeout must be longer, so a message is only redelivered when its worker really died.
+TASK_TIME_LIMIT_S = 90
+
 DEFAULT_API_KEY = "sk_test_local"  # published in the README, not a secret
 DEFAULT_WEBHOOK_SECRET = "whsec_local"  # noqa: S105 - published in the README, not a secret
 # Anyone can sign a webhook with a secret printed in our README or the sandbox's code, so
@@ -102,6 +106,10 @@ class Settings(BaseSettings):
     upcoming_notice_days: int = Field(default=7, ge=1)
 
     sweep_interval: float = Field(default=30.0, gt=0)
+    # Redis only: how long an unacknowledged message stays invisible before Redis hands it
+    # out again. Far above the task time limits in production (checked); fault tests set
+    # it short to make a slow charge's message be delivered twice.
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
     lease_seconds: int = Field(default=300, ge=10)
     max_charge_amount: int = Field(default=1_000_000, gt=0)
     trust_idempotency_keys: bool = False
@@ -309,6 +317,12 @@ def production_problems(settings: Settings) -> list[str]:
             f"{key_var}: is a test key ({TEST_KEY_PREFIX}…), which charges no real card; "
             f"set {key_var} to your live secret key, or set "
             f"{ENV_PREFIX}ALLOW_TEST_KEYS=true if this deployment is meant to use test mode"
+        )
+    vt_var = f"{ENV_PREFIX}BROKER_VISIBILITY_TIMEOUT"
+    if settings.broker_visibility_timeout <= TASK_TIME_LIMIT_S:
+        problems.append(
+            f"{vt_var}: must exceed the task time limit ({TASK_TIME_LIMIT_S} s), or a message "
+            f"is handed out again while its task still runs; leave {vt_var} unset (3600)"
         )
     if settings.crash_points.strip():
         crash_var = f"{ENV_PREFIX}CRASH_POINTS"
