@@ -12,16 +12,20 @@ worker.)
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from renewals.checker import CheckReport, DeliveredEmail, ExecutedCharge, check
 from renewals.config import Settings
 from renewals.crashpoints import POINTS
 from renewals.models.db import create_db_engine
@@ -35,10 +39,22 @@ from tests.support.smtp import Mailbox, smtp_server
 
 # The shortest lease the settings allow: a crash after a commit costs one lease of waiting.
 LEASE_S = 10
+SWEEP_INTERVAL_S = 1
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def report(row: dict[str, Any]) -> None:
+    """A scenario's figures: printed (``-s`` shows them) and, for ``python -m
+    chaos.crash_points``, appended to the JSON-lines file RENEWALS_CHAOS_FIGURES names."""
+    line = json.dumps(row, default=str)
+    print(line)
+    target = os.environ.get("RENEWALS_CHAOS_FIGURES")
+    if target:
+        with Path(target).open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
 
 @dataclass
@@ -60,7 +76,7 @@ class CrashStack:
             "RENEWALS_FASTSTAR_BASE_URL": self.sandbox.base_url,
             "RENEWALS_FASTSTAR_API_KEY": self.sandbox.api_key,
             "RENEWALS_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "RENEWALS_SWEEP_INTERVAL": "1",
+            "RENEWALS_SWEEP_INTERVAL": str(SWEEP_INTERVAL_S),
             "RENEWALS_LEASE_SECONDS": str(LEASE_S),
             "RENEWALS_LOG_LEVEL": "INFO",
             # The janitor looks at an unknown outcome a second later and, keys trusted,
@@ -101,6 +117,20 @@ class CrashStack:
             now=now(),
         )
 
+    def check(self) -> CheckReport:
+        """``renewals check`` over the whole database against the sandbox's ledger and every
+        email the SMTP server accepted."""
+        return check(
+            self.engine,
+            [ExecutedCharge.from_json(c) for c in self.sandbox.charges()],
+            now=now(),
+            settings=self.settings,
+            emails=[
+                DeliveredEmail(str(m["X-Renewals-Key"]), str(m["Message-ID"]))
+                for m in self.mailbox.messages
+            ],
+        )
+
     def crashes(self) -> int:
         """Crash points fired so far, as the worker's log tells (children's stderr)."""
         return self.worker.output().count("crash point ") if self.worker else 0
@@ -130,6 +160,7 @@ def crash_stack(
         faststar_base_url=sandbox.base_url,
         faststar_api_key=SecretStr(sandbox.api_key),
         lease_seconds=LEASE_S,
+        sweep_interval=SWEEP_INTERVAL_S,
     )
     stack = CrashStack(
         database_url, redis_url, engine, settings, sandbox, Mailbox(), tokens, workdir

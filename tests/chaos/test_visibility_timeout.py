@@ -12,17 +12,17 @@ show the task received twice.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from renewals.checker import DeliveredEmail, ExecutedCharge, check
 from renewals.models import AuditEvent, ChargeAttempt, Renewal, Subscription
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from tests.chaos.stack import CrashStack, crash_stack, now
+from tests.chaos.stack import CrashStack, crash_stack, now, report
 from tests.support.factories import make_subscription_factory
 from tests.support.waiting import wait_for
 
@@ -75,13 +75,14 @@ def test_a_charge_redelivered_by_the_visibility_timeout_is_a_no_op(stack: CrashS
         )
     assert stack.worker is not None
     worker = stack.worker
+    started = time.monotonic()
     [task_id] = wait_for(
         lambda: sorted(set(_charge_task_ids(worker.output()))),
         lambda ids: len(ids) == 1,
         what="the charge task",
     )
     # Both deliveries finish: the first after FastStar answers, the copy at once.
-    wait_for(
+    deliveries, _ = wait_for(
         lambda: _deliveries(worker.output(), task_id),
         lambda seen: seen[0] >= 2 and seen[1] >= seen[0],
         timeout=60,
@@ -115,14 +116,14 @@ def test_a_charge_redelivered_by_the_visibility_timeout_is_a_no_op(stack: CrashS
     assert actions.count("renewal_claimed") == 1
     assert "charge_delivery_refused" in actions
 
-    report = check(
-        stack.engine,
-        [ExecutedCharge.from_json(c) for c in ledger],
-        now=now(),
-        settings=stack.settings,
-        emails=[
-            DeliveredEmail(str(m["X-Renewals-Key"]), str(m["Message-ID"]))
-            for m in stack.mailbox.messages
-        ],
+    assert stack.check().violations == []
+    report(
+        {
+            "scenario": "visibility timeout",
+            "runs": 1,
+            "crashes_fired": 0,
+            "deliveries": deliveries,
+            **stack.figures([sub_id]).as_dict(),
+            "seconds": round(time.monotonic() - started),
+        }
     )
-    assert report.violations == []
