@@ -29,6 +29,7 @@ COLUMNS = (
     ("stuck", "stuck"),
     ("emails_received", "emails"),
     ("duplicate_emails", "dup emails"),
+    ("deliveries", "deliveries"),
     ("seconds", "seconds"),
 )
 
