@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from renewals.crashpoints import parse as parse_crash_points
 from renewals.domain.dunning import parse_day_list, parse_durations
 from renewals.domain.reconciliation import UnknownRecheckPolicy
 
@@ -39,6 +40,10 @@ BROKER_SCHEMES = (
     "sqla+postgresql+psycopg",
     "memory",
 )
+
+# A task is killed after this long (renewals.worker.celery_app): the broker's visibility
+# timeout must be longer, so a message is only redelivered when its worker really died.
+TASK_TIME_LIMIT_S = 90
 
 DEFAULT_API_KEY = "sk_test_local"  # published in the README, not a secret
 DEFAULT_WEBHOOK_SECRET = "whsec_local"  # noqa: S105 - published in the README, not a secret
@@ -108,6 +113,10 @@ class Settings(BaseSettings):
     metrics_dir: str = f"{VAR_DIR}/metrics"
 
     sweep_interval: float = Field(default=30.0, gt=0)
+    # Redis only: how long an unacknowledged message stays invisible before Redis hands it
+    # out again. Far above the task time limits in production (checked); fault tests set
+    # it short to make a slow charge's message be delivered twice.
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
     lease_seconds: int = Field(default=300, ge=10)
     max_charge_amount: int = Field(default=1_000_000, gt=0)
     trust_idempotency_keys: bool = False
@@ -129,6 +138,9 @@ class Settings(BaseSettings):
     # After a failed delivery, wait these in turn; one more failure then marks it failed.
     merchant_webhook_retry_delays: str = "1m,5m,30m,2h,12h,24h"
     merchant_webhook_timeout: float = Field(default=10.0, gt=0)
+    # Fault testing only (renewals.crashpoints): points where the process kills itself. Read
+    # here so a typo fails at start-up and production refuses it; never set in production.
+    crash_points: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -175,6 +187,12 @@ class Settings(BaseSettings):
     def _api_key(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("crash_points")
+    @classmethod
+    def _crash_points(cls, value: str) -> str:
+        parse_crash_points(value)  # raises ValueError naming the unknown point
         return value
 
     @field_validator("unknown_recheck_delays")
@@ -374,6 +392,17 @@ def production_problems(settings: Settings) -> list[str]:
             f"{key_var}: is a test key ({TEST_KEY_PREFIX}…), which charges no real card; "
             f"set {key_var} to your live secret key, or set "
             f"{ENV_PREFIX}ALLOW_TEST_KEYS=true if this deployment is meant to use test mode"
+        )
+    vt_var = f"{ENV_PREFIX}BROKER_VISIBILITY_TIMEOUT"
+    if settings.broker_visibility_timeout <= TASK_TIME_LIMIT_S:
+        problems.append(
+            f"{vt_var}: must exceed the task time limit ({TASK_TIME_LIMIT_S} s), or a message "
+            f"is handed out again while its task still runs; leave {vt_var} unset (3600)"
+        )
+    if settings.crash_points.strip():
+        crash_var = f"{ENV_PREFIX}CRASH_POINTS"
+        problems.append(
+            f"{crash_var}: arms crash points, which exist only for fault testing; unset {crash_var}"
         )
     return problems
 

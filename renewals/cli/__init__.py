@@ -1,6 +1,7 @@
 """The ``renewals`` command line: thin wrappers that parse arguments and call services."""
 
 from renewals.cli import (
+    check,
     commands,
     db,
     demo,
@@ -16,6 +17,7 @@ from renewals.cli import (
 from renewals.cli.root import main
 
 __all__ = [
+    "check",
     "commands",
     "db",
     "demo",

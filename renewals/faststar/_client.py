@@ -22,6 +22,8 @@ from typing import Final, Self, TypeVar
 import httpx
 import structlog
 
+from renewals.crashpoints import crash_point
+
 from ._classify import (
     classify_charge_response,
     classify_charge_transport_error,
@@ -75,6 +77,13 @@ _JSON: Final = "application/json"
 
 _logger = structlog.get_logger(__name__)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _crash_before_reading_a_charge(response: httpx.Response) -> None:
+    # httpx calls response hooks once the status line and headers are in, before the body
+    # is read: FastStar has answered the charge and we have not read what it said.
+    if response.request.method == "POST" and response.request.url.path.endswith("/charge"):
+        crash_point("request_sent_response_unread")
 
 
 def _check_id(value: object, prefix: str, name: str) -> str:
@@ -172,6 +181,7 @@ class FastStarClient:
             transport=transport,
             follow_redirects=False,  # a redirected POST could be replayed or lose its body
             trust_env=trust_env,
+            event_hooks={"response": [_crash_before_reading_a_charge]},
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -53,6 +53,8 @@ def get_config(state: SandboxState, request: ApiRequest) -> Reply:
 
 def update_config(state: SandboxState, request: ApiRequest) -> Reply:
     state.config = merged(state.config, request.body)
+    if request.body.get("mix_seed") is not None:
+        state.mix_random.seed(state.config.mix_seed)
     return ok(state.config.to_json(), "Config updated")
 
 

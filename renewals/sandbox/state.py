@@ -7,6 +7,7 @@ awaiting in between reads and writes, so no locking is needed.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -52,6 +53,8 @@ class SandboxState:
         self.idempotency = IdempotencyStore(persistence)
         self.webhooks = WebhookDispatcher(lambda: self.config, persistence)
         self.rate_limit = TokenBucket()
+        # The failure mix's draws (SandboxConfig.mix_*), reseeded when mix_seed is set.
+        self.mix_random = random.Random()  # noqa: S311 - test outcomes, not secrets
         self._tables: dict[str, tuple[dict[str, Any], type[Record]]] = {
             "customer": (self.customers, Customer),
             "setup_intent": (self.setup_intents, SetupIntent),
@@ -151,5 +154,6 @@ class SandboxState:
         self.idempotency.clear()
         self.webhooks.reset()
         self.rate_limit.reset()
+        self.mix_random = random.Random()  # noqa: S311 - test outcomes, not secrets
         self.config = SandboxConfig()
         self.persistence.clear()

@@ -45,6 +45,7 @@ from renewals.policies import policies
 from renewals.services.booking import Locked
 from renewals.services.followups import FollowUps
 from renewals.services.halt import halted_subquery
+from renewals.services.redelivery import refuse_while_charging
 from renewals.transitions import Wake, fast_path
 
 log = structlog.get_logger(__name__)
@@ -324,6 +325,8 @@ def begin_charge(
         return Skipped("no such renewal")
     locked = facts.locked
     renewal, sub, card = locked.renewal, locked.sub, locked.card
+    if renewal.status == RenewalStatus.CHARGING:
+        return Skipped(refuse_while_charging(session, renewal, now=now))
     event = _CLAIM_EVENTS.get(renewal.status)
     if event is None or renewal.wake is not Work.CHARGE:
         return Skipped(f"renewal is {renewal.status}")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from renewals import transitions
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.domain.dunning import FinalActionDue, decide_after_decline
 from renewals.domain.states import AttemptEvent, AttemptStatus, RenewalEvent, SubscriptionEvent
 from renewals.domain.work import Work
@@ -188,11 +189,13 @@ def record_outcome(
     settings: Settings,
 ) -> FollowUps:
     """Step 3: record what FastStar answered, in one transaction (the caller commits)."""
+    follow: FollowUps | None = None
     if isinstance(outcome, Paid) and fast_path.supported(session):
-        booked = _book_in_one_statement(session, order, outcome, now=now, settings=settings)
-        if booked is not None:
-            return booked
-    return record_outcome_row_by_row(session, order, outcome, now=now, settings=settings)
+        follow = _book_in_one_statement(session, order, outcome, now=now, settings=settings)
+    if follow is None:
+        follow = record_outcome_row_by_row(session, order, outcome, now=now, settings=settings)
+    crash_point("response_read_result_uncommitted")
+    return follow
 
 
 def record_outcome_row_by_row(

@@ -26,6 +26,7 @@ import structlog
 from sqlalchemy import Engine
 
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.faststar import FastStarClient, FastStarConfigurationError
 from renewals.models.db import unit_of_work
 from renewals.services.charge_checks import Refused, Skipped, begin_charge
@@ -51,6 +52,7 @@ def charge_renewal(
     if isinstance(order, Skipped):
         log.debug("charge_skipped", renewal_id=renewal_id, reason=order.reason)
         return FollowUps()
+    crash_point("after_attempt_commit")
     try:
         outcome = client.charge_off_session(
             order.customer_id,

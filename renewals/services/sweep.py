@@ -55,6 +55,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from renewals import transitions
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
 from renewals.domain.dunning import UpcomingRenewalPolicy
 from renewals.domain.periods import period, period_start
@@ -437,6 +438,7 @@ def claim_due_renewals(
             .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
             .execution_options(synchronize_session=False)
         )
+        crash_point("before_claim_commit")
     return due
 
 

@@ -39,18 +39,28 @@ import structlog
 from celery import Celery
 from celery.signals import celeryd_after_setup, setup_logging, worker_process_init
 
-from renewals.config import Settings, get_settings
+from renewals.config import TASK_TIME_LIMIT_S, Settings, get_settings
 
-# The broker redelivers an unacknowledged message after this long. Every task limit below is
-# far shorter, so a message is only redelivered when its worker really died.
-VISIBILITY_TIMEOUT_S = 3600
+# The broker redelivers an unacknowledged message after RENEWALS_BROKER_VISIBILITY_TIMEOUT
+# (3600 s). Every task limit below is far shorter (production refuses a shorter timeout), so
+# a message is only redelivered when its worker really died.
 TASK_SOFT_TIME_LIMIT_S = 60
-TASK_TIME_LIMIT_S = 90
+# kombu's default sweep for expired unacknowledged messages: every 10 s, scanning on every
+# 10th sweep.
+KOMBU_RESTORE_INTERVAL_S = 10
 
 
-def _transport_options(broker_url: str) -> dict[str, Any]:
+def _transport_options(broker_url: str, visibility_timeout: int) -> dict[str, Any]:
     if broker_url.startswith(("redis", "rediss")):
-        return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        options: dict[str, Any] = {"visibility_timeout": visibility_timeout}
+        if visibility_timeout < KOMBU_RESTORE_INTERVAL_S * 10:
+            # A short timeout (fault tests) is only honoured if expired messages are looked
+            # for as often; kombu's default looks every 100 s.
+            options |= {
+                "unacked_restore_interval": max(1, visibility_timeout // 2),
+                "unacked_restore_throttle": 1,
+            }
+        return options
     # kombu's SQLAlchemy transport hands every option to create_engine(), and has no
     # visibility timeout: a message taken by a worker that dies is gone, which the sweep's
     # leases make up for.
@@ -81,7 +91,9 @@ def make_celery(settings: Settings) -> Celery:
         # client's timeouts and the renewal's lease bound a hung call (module docstring).
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
         task_time_limit=TASK_TIME_LIMIT_S,
-        broker_transport_options=_transport_options(settings.broker_url),
+        broker_transport_options=_transport_options(
+            settings.broker_url, settings.broker_visibility_timeout
+        ),
         # JSON only: task arguments are ids, and pickle would execute whatever the broker holds.
         task_serializer="json",
         accept_content=["json"],

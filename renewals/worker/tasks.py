@@ -19,6 +19,7 @@ import structlog
 from celery import Task
 
 from renewals import metrics, transitions
+from renewals.crashpoints import crash_point
 from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
@@ -48,7 +49,9 @@ def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
     def run(item_id: int) -> None:
         runtime = get_runtime()
         with structlog.contextvars.bound_contextvars(task=str(kind), id=item_id):
-            enqueue(service(runtime, item_id))
+            follow = service(runtime, item_id)
+            crash_point("result_committed_unacked")
+            enqueue(follow)
 
     run.__name__ = run.__qualname__ = f"run_{kind}"
     return app.task(name=TASK_NAMES[kind])(run)
@@ -87,6 +90,8 @@ def run_sweep() -> FollowUps:
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
         swept = sweep_once(session, now=runtime.clock(), settings=runtime.settings)
+    if swept.claimed:
+        crash_point("after_claim_commit")
     enqueue(swept.follow)
     metrics.count_claimed(kind for kind, _ in swept.follow.work)
     metrics.sweep_ran()

@@ -1,0 +1,43 @@
+"""The chaos run, small, in real processes: a private PostgreSQL cluster and redis-server,
+one prefork worker SIGKILLed three times, a Redis FLUSHALL and a PostgreSQL restart mid-run,
+two schedulers, the sandbox's failure mix and duplicated, reordered webhooks. The books
+must agree with the sandbox's executed charges and no secret may leak (``make chaos`` runs
+the full scenarios)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from chaos.__main__ import FULL, quick, render
+from chaos.infra import _pg_bin
+from chaos.run import run_scenario
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
+
+
+def _servers_missing() -> str | None:
+    if shutil.which("redis-server") is None:
+        return "no redis-server"
+    try:
+        _pg_bin("initdb")
+    except RuntimeError:
+        return "no PostgreSQL server binaries"
+    return None
+
+
+def test_chaos_quick_postgres_redis_kills_flush_and_restart() -> None:
+    missing = _servers_missing()
+    if missing:
+        pytest.skip(f"server-backed: {missing}")
+    result = run_scenario(quick(FULL["postgres-redis"]))
+    print(render([result]))
+    assert result.error is None, render([result])
+    assert result.check is not None and result.check.ok, render([result])
+    assert result.hygiene is not None and result.hygiene.ok, render([result])
+    figures = result.figures
+    assert figures["kills"] == 3
+    assert (figures["broker_flushes"], figures["postgres_restarts"]) == (1, 1)
+    assert figures["charges_executed"] > 0
+    assert figures["emails_sent"] > 0
