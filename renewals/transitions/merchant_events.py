@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.orm import Session
 
 from renewals.domain.merchant_events import (
@@ -32,7 +32,8 @@ from renewals.domain.states import (
     SubscriptionStatus,
 )
 from renewals.models import MerchantEvent, Renewal, Subscription
-from renewals.transitions._audit import audit_row, write, write_many
+from renewals.transitions._audit import write
+from renewals.transitions.messages import expire_outbox_leases
 
 _enabled: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -260,32 +261,6 @@ def move_merchant_event(
 def expire_merchant_event_leases(session: Session, *, now: datetime) -> list[int]:
     """Events left ``sending`` by a worker that died go back to ``pending``, due now: the
     merchant may then receive that event twice (same id, same body), never not at all."""
-    after = OUTBOX_TRANSITIONS.apply(OutboxStatus.SENDING, OutboxEvent.LEASE_EXPIRED)
-    moved = session.execute(
-        update(MerchantEvent)
-        .where(
-            MerchantEvent.status == OutboxStatus.SENDING.value,
-            MerchantEvent.lease_expires_at <= now,
-        )
-        .values(status=after.value, next_attempt_at=now, lease_expires_at=None)
-        .returning(MerchantEvent.id, MerchantEvent.subscription_id, MerchantEvent.renewal_id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    write_many(
-        session,
-        [
-            audit_row(
-                now=now,
-                actor="sweep",
-                action=f"merchant_event_{OutboxEvent.LEASE_EXPIRED}",
-                subscription_id=subscription_id,
-                renewal_id=renewal_id,
-                entity="merchant_event",
-                entity_id=event_id,
-                from_status=OutboxStatus.SENDING,
-                to_status=after,
-            )
-            for event_id, subscription_id, renewal_id in moved
-        ],
+    return expire_outbox_leases(
+        session, MerchantEvent, now=now, action="merchant_event", entity="merchant_event"
     )
-    return [event_id for event_id, _, _ in moved]
