@@ -57,6 +57,7 @@ ROWS = [
     ("duplicate_emails", "duplicate emails"),
     ("lost_emails", "lost emails"),
     ("hygiene_leaks", "hygiene leaks"),
+    ("hygiene_items_scanned", "items scanned for leaks"),
     ("settle_s", "seconds to go quiet"),
     ("duration_s", "seconds in all"),
 ]
