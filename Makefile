@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench bench-quick chaos chaos-quick emails clean
+.PHONY: run test lint typecheck check bench bench-quick bench-import chaos chaos-quick chaos-crash emails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,19 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+# 100,000 generated rows through `renewals subscriptions import`, twice, on PostgreSQL and
+# SQLite: rows/s of the first import and of the second (which must change nothing).
+bench-import: $(STAMP)
+	$(BIN)/python -m bench.import_rows
+
 # Every scenario in real processes under failures, checked by `renewals check`'s invariants
 # and the hygiene scan; prints the figures and fails on any violation (README, "Chaos").
+# Then the seven crash points x 20 runs and the visibility-timeout redelivery (about 5 min).
 chaos: $(STAMP)
-	$(BIN)/python -m chaos
+	$(BIN)/python -m chaos; first=$$?; $(BIN)/python -m chaos.crash_points; exit $$((first || $$?))
+
+chaos-crash: $(STAMP)
+	$(BIN)/python -m chaos.crash_points
 
 chaos-quick: $(STAMP)
 	$(BIN)/python -m chaos --quick

@@ -32,7 +32,7 @@ from renewals.sandbox.client import SandboxCards
 
 SWEEP_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 POOL_CONCURRENCY = (4, 16, 64)
-POOLS = ("prefork", "threads", "gevent", "gevent-patched")
+POOLS = ("prefork", "threads", "gevent")
 
 
 def sandbox_ceiling(seconds: float) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             e2e.RunSpec(
                 backends.POSTGRES,
                 n=45 if args.quick else 150,
-                concurrency=4,  # the Procfile's worker
+                concurrency=4,
                 latency_ms=latency,
                 sandbox_rate_limit_per_s=4.0,
                 client_rate_limit_per_s=3.0,
@@ -290,8 +290,9 @@ def _pools(bench: Bench, out: dict[str, Any], latency: float) -> None:
                 concurrency=c,
                 latency_ms=latency,
                 pool=pool,
-                # the same run as the concurrency sweep's for prefork; a bound for the rest
-                max_wait_s=None if pool == "prefork" else 150,
+                # the same run as the concurrency sweep's for the Procfile's pool (threads);
+                # a bound for the rest
+                max_wait_s=None if pool == "threads" else 150,
             )
             pools.append(bench.e2e(f"pool-{pool}-c{c}", spec))
     out["pools"] = pools

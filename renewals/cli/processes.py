@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from renewals.cli.root import main, settings_or_exit
+from renewals.metrics.setup import prepare as prepare_metrics
 
 
 @main.command()
@@ -30,7 +31,7 @@ def sandbox(host: str, port: int, state: Path | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a Celery worker (extra arguments go to `celery worker`)."""
-    settings_or_exit()
+    prepare_metrics(settings_or_exit())
     from renewals.worker.celery_app import app
     from renewals.worker.queues import declare_task_queue
 
@@ -43,6 +44,7 @@ def worker(ctx: click.Context) -> None:
 def scheduler(ctx: click.Context) -> None:
     """Run Celery beat, which starts the sweep every RENEWALS_SWEEP_INTERVAL seconds."""
     settings = settings_or_exit()
+    prepare_metrics(settings)
     from renewals.scheduler.beat import beat_schedule
     from renewals.worker.celery_app import app
     from renewals.worker.publish import publish

@@ -15,23 +15,27 @@ from renewals.models.db import get_engine
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 def webhooks(host: str, port: int) -> None:
-    """Serve the FastStar webhook endpoint: POST /webhooks/faststar."""
+    """Serve the FastStar webhook endpoint (POST /webhooks/faststar) and GET /metrics."""
     import uvicorn
 
+    from renewals.metrics.setup import prepare
+
+    settings = settings_or_exit()
+    prepare(settings)  # before the imports below create any metric
     from renewals.domain.work import Work
+    from renewals.metrics.exposition import with_metrics
+    from renewals.runtime import utcnow
     from renewals.webhooks.app import WebhookApp
     from renewals.worker.publish import publish
     from renewals.worker.tasks import TASKS
 
-    settings = settings_or_exit()
-
     def hand_to_worker(inbox_id: int) -> None:
         publish(TASKS[Work.WEBHOOK], inbox_id)  # best effort: the sweep finds what is not sent
 
-    app = WebhookApp(
-        engine=get_engine(settings.database_url), settings=settings, on_stored=hand_to_worker
-    )
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
+    engine = get_engine(settings.database_url)
+    app = WebhookApp(engine=engine, settings=settings, on_stored=hand_to_worker)
+    served = with_metrics(app, engine, utcnow)
+    uvicorn.run(served, host=host, port=port, access_log=False, log_config=None)
 
 
 @main.command()

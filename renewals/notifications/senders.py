@@ -50,6 +50,12 @@ class Sender(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
 
+def eml_name(key: str) -> str:
+    """The file a ``file://`` mail URL writes an outbox row's email to (by its dedupe key)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    return f"{safe}.eml"
+
+
 class FileSender:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -57,8 +63,7 @@ class FileSender:
     def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["X-Renewals-Key"] or message["Message-ID"]).strip("<>")
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        target = self.directory / f"{safe}.eml"
+        target = self.directory / eml_name(name)
         partial = target.with_suffix(".eml.tmp")
         partial.write_bytes(message.as_bytes())
         partial.replace(target)  # atomic: a reader never sees half a message

@@ -34,7 +34,7 @@ from renewals.models import ChargeAttempt, PaymentReview
 from renewals.models.db import unit_of_work
 from renewals.policies import policies
 from renewals.services.booking import lock_renewal
-from renewals.services.charging import refusal
+from renewals.services.charge_checks import refusal
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment
 from renewals.transitions import Wake

@@ -13,7 +13,8 @@ currency only; adding USD to JPY means nothing.
   on-session payment (to ``succeeded``) or by expiring (to ``failed``), so a succeeded
   renewal with a 402 attempt was paid on-session.
 - **backlogs** (not windowed, they are the present): unknown outcomes waiting for an answer
-  and their age, emails not yet delivered, open reviews.
+  and their age, emails not yet delivered, merchant events not yet delivered or failed
+  for good, open reviews.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from renewals.domain.states import (
     ReviewStatus,
     SubscriptionStatus,
 )
-from renewals.models import ChargeAttempt, OutboxMessage, PaymentReview, Renewal, Subscription
+from renewals.models import (
+    ChargeAttempt,
+    MerchantEvent,
+    OutboxMessage,
+    PaymentReview,
+    Renewal,
+    Subscription,
+)
 from renewals.services.views import money
 
 
@@ -110,27 +118,10 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
         round(sca["paid_on_session"] / sca["required"], 4) if sca["required"] else None
     )
 
-    unknown_count, oldest_sent = session.execute(
-        select(func.count(), func.min(ChargeAttempt.sent_at))
-        .select_from(Renewal)
-        .join(ChargeAttempt, ChargeAttempt.renewal_id == Renewal.id)
-        .where(Renewal.status == RenewalStatus.UNKNOWN)
-        .where(ChargeAttempt.status == AttemptStatus.UNKNOWN)
-    ).one()
-    waiting = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
-    pending, oldest_pending = session.execute(
-        select(func.count(), func.min(OutboxMessage.created_at)).where(
-            OutboxMessage.status.in_(waiting)
-        )
-    ).one()
-    failed_emails = session.scalar(
-        select(func.count()).where(OutboxMessage.status == OutboxStatus.FAILED.value)
-    )
-    open_reviews = session.scalar(
-        select(func.count()).where(PaymentReview.status == ReviewStatus.OPEN.value)
-    )
-    oldest_sent = _aware(oldest_sent)
-    oldest_pending = _aware(oldest_pending)
+    unknown_count, oldest_sent = unknown_backlog(session)
+    pending, oldest_pending, failed_emails = outbox_backlog(session)
+    events_waiting, oldest_event, failed_events = merchant_event_backlog(session)
+    reviews = open_reviews(session)
     return {
         "window": {"since": since.isoformat(), "until": now.isoformat()},
         "subscriptions": subscriptions,
@@ -144,15 +135,74 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
         },
         "outbox_backlog": {
             "waiting": pending,
-            "failed": failed_emails or 0,
+            "failed": failed_emails,
             "oldest_waiting_since": oldest_pending.isoformat() if oldest_pending else None,
             "oldest_age_hours": _hours(now, oldest_pending),
         },
-        "open_reviews": open_reviews or 0,
+        "merchant_events": {
+            "waiting": events_waiting,
+            "failed": failed_events,
+            "oldest_waiting_since": oldest_event.isoformat() if oldest_event else None,
+            "oldest_age_hours": _hours(now, oldest_event),
+        },
+        "open_reviews": reviews,
     }
 
 
-def _aware(value: datetime | None) -> datetime | None:
+# The backlogs: the present, not windowed. The metrics endpoint reads them at every scrape
+# (renewals.metrics.collector), so each is one statement on an index but the unknown one.
+
+
+def unknown_backlog(session: Session) -> tuple[int, datetime | None]:
+    """Renewals whose charge outcome is unknown: how many, and the oldest one's send time."""
+    count, oldest_sent = session.execute(
+        select(func.count(), func.min(ChargeAttempt.sent_at))
+        .select_from(Renewal)
+        .join(ChargeAttempt, ChargeAttempt.renewal_id == Renewal.id)
+        .where(Renewal.status == RenewalStatus.UNKNOWN)
+        .where(ChargeAttempt.status == AttemptStatus.UNKNOWN)
+    ).one()
+    return int(count or 0), as_utc(oldest_sent)
+
+
+def outbox_backlog(session: Session) -> tuple[int, datetime | None, int]:
+    """Emails waiting to go out (pending or sending), the oldest one's queueing time, and
+    the emails that failed for good."""
+    waiting = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+    count, oldest = session.execute(
+        select(func.count(), func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.status.in_(waiting)
+        )
+    ).one()
+    failed = session.scalar(
+        select(func.count()).where(OutboxMessage.status == OutboxStatus.FAILED.value)
+    )
+    return int(count or 0), as_utc(oldest), int(failed or 0)
+
+
+def merchant_event_backlog(session: Session) -> tuple[int, datetime | None, int]:
+    """Events for the merchant's backend waiting to go out, the oldest one's creation time,
+    and the events that failed for good."""
+    waiting = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+    count, oldest = session.execute(
+        select(func.count(), func.min(MerchantEvent.created_at)).where(
+            MerchantEvent.status.in_(waiting)
+        )
+    ).one()
+    failed = session.scalar(
+        select(func.count()).where(MerchantEvent.status == OutboxStatus.FAILED.value)
+    )
+    return int(count or 0), as_utc(oldest), int(failed or 0)
+
+
+def open_reviews(session: Session) -> int:
+    return int(
+        session.scalar(select(func.count()).where(PaymentReview.status == ReviewStatus.OPEN.value))
+        or 0
+    )
+
+
+def as_utc(value: datetime | None) -> datetime | None:
     # Aggregates bypass the UTCDateTime column type: SQLite hands back a naive datetime
     # (or its text), PostgreSQL an aware one.
     from datetime import UTC

@@ -37,17 +37,23 @@ def _insert(session: Session) -> Any:
 # ----------------------------------------------------------------------------- outbox
 
 
+def pending_message(now: datetime, values: dict[str, Any]) -> dict[str, Any]:
+    """The outbox row of a newly queued email, pending and due now (the charge's one-statement
+    booking in :mod:`renewals.transitions.fast_path` writes the same row)."""
+    return {
+        **values,
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 def queue_message(session: Session, *, now: datetime, **values: Any) -> int | None:
     """Queue one email, pending and due now; None when its dedupe key was queued before."""
     new_id = session.execute(
         _insert(session)(OutboxMessage)
-        .values(
-            **values,
-            status=OutboxStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        .values(pending_message(now, values))
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(OutboxMessage.id)
     ).scalar_one_or_none()

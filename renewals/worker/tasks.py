@@ -18,7 +18,8 @@ from types import MappingProxyType
 import structlog
 from celery import Task
 
-from renewals import transitions
+from renewals import metrics, transitions
+from renewals.crashpoints import crash_point
 from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
@@ -48,7 +49,9 @@ def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
     def run(item_id: int) -> None:
         runtime = get_runtime()
         with structlog.contextvars.bound_contextvars(task=str(kind), id=item_id):
-            enqueue(service(runtime, item_id))
+            follow = service(runtime, item_id)
+            crash_point("result_committed_unacked")
+            enqueue(follow)
 
     run.__name__ = run.__qualname__ = f"run_{kind}"
     return app.task(name=TASK_NAMES[kind])(run)
@@ -87,7 +90,11 @@ def run_sweep() -> FollowUps:
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
         swept = sweep_once(session, now=runtime.clock(), settings=runtime.settings)
+    if swept.claimed:
+        crash_point("after_claim_commit")
     enqueue(swept.follow)
+    metrics.count_claimed(kind for kind, _ in swept.follow.work)
+    metrics.sweep_ran()
     if swept.follow.work:
         log.info("sweep", **_counts(swept.follow))
     if swept.more_due:
@@ -106,11 +113,16 @@ def run_drain(holder: str | None = None) -> Drained:
     """The drain as ``holder`` (a new chain when None); when it hands on, the next message
     of the chain carries the holder, and so the lease."""
     runtime = get_runtime()
+
+    def hand_out(follow: FollowUps) -> None:
+        enqueue(follow)
+        metrics.count_claimed(kind for kind, _ in follow.work)
+
     done = drain(
         runtime.engine,
         settings=runtime.settings,
         clock=runtime.clock,
-        hand_out=enqueue,
+        hand_out=hand_out,
         holder=holder,
     )
     if done.hand_on:
