@@ -50,9 +50,9 @@ class Scenario:
     flush_broker: bool = True
     restart_postgres: bool = True
     schedulers: int = 2
-    window_s: float = 60.0
+    window_s: float = 45.0
     """Kills, the flush and the restart are spread over this long from the first sweep."""
-    settle_timeout_s: float = 420.0
+    settle_timeout_s: float = 480.0
     latency_ms: float = 100.0
     seed: int = 11
 

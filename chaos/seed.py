@@ -43,7 +43,7 @@ def seed(engine: Engine, settings: Settings, count: int, run: str) -> list[str]:
     """Create ``count`` subscriptions due now; returns the customers' email addresses."""
     emails = [email_of(n, run) for n in range(count)]
     api_key = settings.faststar_api_key.get_secret_value()
-    with httpx.Client(timeout=30.0, limits=httpx.Limits(max_connections=8)) as http:
+    with httpx.Client(timeout=30.0, limits=httpx.Limits(max_connections=16)) as http:
         cards = SandboxCards(settings.faststar_base_url, api_key, client=http)
 
         def save(n: int) -> SavedCard:
@@ -51,7 +51,7 @@ def seed(engine: Engine, settings: Settings, count: int, run: str) -> list[str]:
             cus, pm = cards.save_card(email=emails[n], name=f"Chaos {n}", number=number)
             return SavedCard(cus, pm, "visa", number[-4:], 12, 2030)
 
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(16) as pool:
             saved = list(pool.map(save, range(count)))
     now = datetime.now(UTC)
     for start in range(0, count, BATCH):

@@ -1,5 +1,5 @@
 """The chaos run, small, in real processes: a private PostgreSQL cluster and redis-server,
-one prefork worker SIGKILLed three times, a Redis FLUSHALL and a PostgreSQL restart mid-run,
+the Procfile's worker SIGKILLed three times (pool children or whole), a Redis FLUSHALL,
 two schedulers, the sandbox's failure mix and duplicated, reordered webhooks. The books
 must agree with the sandbox's executed charges and no secret may leak (``make chaos`` runs
 the full scenarios)."""
@@ -27,7 +27,7 @@ def _servers_missing() -> str | None:
     return None
 
 
-def test_chaos_quick_postgres_redis_kills_flush_and_restart() -> None:
+def test_chaos_quick_postgres_redis_kills_and_flush() -> None:
     missing = _servers_missing()
     if missing:
         pytest.skip(f"server-backed: {missing}")
@@ -38,6 +38,6 @@ def test_chaos_quick_postgres_redis_kills_flush_and_restart() -> None:
     assert result.hygiene is not None and result.hygiene.ok, render([result])
     figures = result.figures
     assert figures["kills"] == 3
-    assert (figures["broker_flushes"], figures["postgres_restarts"]) == (1, 1)
+    assert figures["broker_flushes"] == 1
     assert figures["charges_executed"] > 0
     assert figures["emails_sent"] > 0
