@@ -26,6 +26,11 @@ HEADER = (
 )
 
 
+# What COPY's text format and SQL quoting must carry through untouched.
+NAME = 'Ann \\ O\'Hara\t"Q" \\N'
+CSV_NAME = NAME.replace('"', '""')
+
+
 def run(engine: Engine, settings: Settings, lines: list[str]) -> ImportReport:
     body = "\n".join([HEADER, *lines]) + "\n"
     return import_subscriptions(
@@ -89,7 +94,7 @@ def test_an_imported_subscription_reads_back_as_one_the_api_made(
     report = run(
         engine,
         settings,
-        [f"imp-1,ann@example.com,cus_imp,pm_imp,1999,EUR,week,{when},2,price_basic,Ann"],
+        [f'imp-1,ann@example.com,cus_imp,pm_imp,1999,EUR,week,{when},2,price_basic,"{CSV_NAME}"'],
     )
     assert report.created == 1
     made = api(engine, settings).create_subscription(
@@ -103,7 +108,7 @@ def test_an_imported_subscription_reads_back_as_one_the_api_made(
         next_renewal_at=when,
         interval_count=2,
         price_id="price_basic",
-        name="Ann",
+        name=NAME,
     )
     assert made.created
     imported, created = stored(engine, "imp-1"), stored(engine, "api-1")
@@ -111,6 +116,12 @@ def test_an_imported_subscription_reads_back_as_one_the_api_made(
     sub = imported["subscription"]
     assert sub["anchor"] == sub["next_renewal_at"] == datetime(2026, 12, 1, 9, 0, 15, 250000, UTC)
     assert (sub["status"].value, sub["created_at"]) == ("active", NOW)
+    assert imported["customer"][1] == NAME
+
+
+def test_a_file_of_no_rows_creates_nothing(engine: Engine, settings: Settings) -> None:
+    report = run(engine, settings, [])
+    assert (report.ok, report.read, report.created, report.unchanged) == (True, 0, 0, 0)
 
 
 def test_a_conflict_is_told_in_the_same_words_by_the_import_and_the_api(
