@@ -14,7 +14,7 @@ An import, after every row passed its checks, works on one connection:
    FastStar ids), then the subscriptions with their audit rows
    (:func:`renewals.transitions.create_staged_subscriptions`, idempotent on
    ``external_id``). On PostgreSQL stage, compare and write are one transaction. On SQLite,
-   where a transaction holds the only write lock, the writes go in ranges of
+   where every transaction holds the only write lock, loading and writing go in ranges of
    :data:`SQLITE_WRITE_ROWS` lines, one transaction each, so the sweep and webhooks wait at
    most one range; an import stopped halfway and run again creates only what is missing.
 
