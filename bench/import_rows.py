@@ -5,7 +5,8 @@ into a temporary file, creates a fresh database (a SQLite file, and a new Postgr
 database dropped at the end), then runs the command line exactly as an operator would, in
 a process of its own: ``renewals subscriptions import FILE --json``, twice. The first run
 creates every row; the second must change nothing (the script checks the summary and the
-row and audit counts). Prints seconds and rows/s of each run.
+row and audit counts). Prints seconds and rows/s of each run, with the
+1-minute load average just before it (the machine is shared).
 
     python -m bench.import_rows [--rows 100000] [--database sqlite|postgres|both]
         [--postgres-url URL]
@@ -118,8 +119,11 @@ def counts(url: str) -> dict[str, int]:
 
 def bench(kind: str, rows: int, path: Path, postgres_url: str, workdir: Path) -> dict[str, Any]:
     with database(kind, postgres_url, workdir) as url:
+        # The machine is shared: the 1-minute load average beside each figure says how busy.
+        load_first = os.getloadavg()[0]
         first_s, first = run_import(url, path)
         after_first = counts(url)
+        load_second = os.getloadavg()[0]
         second_s, second = run_import(url, path)
         after_second = counts(url)
     assert first["created"] == rows, first
@@ -134,14 +138,30 @@ def bench(kind: str, rows: int, path: Path, postgres_url: str, workdir: Path) ->
         "second_rows_per_s": round(rows / second_s),
         "second_changed_nothing": True,
         "counts": after_second,
+        "load_before_first": round(load_first, 2),
+        "load_before_second": round(load_second, 2),
     }
     print(
-        f"{kind}: {rows:,} rows imported in {first_s:.1f} s ({rows / first_s:,.0f} rows/s); "
-        f"again in {second_s:.1f} s ({rows / second_s:,.0f} rows/s): 0 created, "
-        f"{second['unchanged']:,} unchanged, row and audit counts equal",
+        f"{kind}: {rows:,} rows imported in {first_s:.1f} s ({rows / first_s:,.0f} rows/s, "
+        f"load {load_first:.1f}); again in {second_s:.1f} s ({rows / second_s:,.0f} rows/s, "
+        f"load {load_second:.1f}): 0 created, {second['unchanged']:,} unchanged, row and audit "
+        "counts equal",
         flush=True,
     )
     return result
+
+
+def figures(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's flat figures (bench.run's bench-report.json), per database."""
+    flat: dict[str, Any] = {}
+    for result in results:
+        kind = result["database"]
+        flat[f"import_rows_per_s_{kind}"] = result["first_rows_per_s"]
+        flat[f"import_first_s_{kind}"] = result["first_s"]
+        flat[f"import_second_s_{kind}"] = result["second_s"]
+        flat[f"import_load_{kind}"] = [result["load_before_first"], result["load_before_second"]]
+        flat["import_rows"] = result["rows"]
+    return flat
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

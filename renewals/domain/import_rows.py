@@ -132,10 +132,7 @@ def _csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, Raw | RowError]]:
                 RowError(reader.line_num, None, f"{len(cells)} values for {width} columns"),
             )
             continue
-        yield (
-            reader.line_num,
-            {name: value.strip() for name, value in zip(header, cells, strict=True)},
-        )
+        yield reader.line_num, dict(zip(header, map(str.strip, cells), strict=True))
 
 
 def check_rows(

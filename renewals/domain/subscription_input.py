@@ -60,6 +60,8 @@ REQUIRED_FIELDS = (
     "next_renewal_at",
 )
 FIELDS = (*REQUIRED_FIELDS, "interval_count", "price_id", "name")
+_KNOWN_FIELDS = frozenset(FIELDS)
+_INTERVALS = {interval.value: interval for interval in Interval}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +98,18 @@ def check_external_id(value: object, field: str = "external_id") -> str:
     return value
 
 
+# A whole id per prefix in one match: the usual, valid case costs one call.
+_WHOLE_ID_SHAPES: dict[str, re.Pattern[str]] = {}
+
+
 def check_faststar_id(value: object, prefix: str, field: str) -> str:
+    shape = _WHOLE_ID_SHAPES.get(prefix)
+    if shape is None:
+        shape = _WHOLE_ID_SHAPES[prefix] = re.compile(
+            re.escape(prefix) + _FASTSTAR_ID_SHAPE.pattern
+        )
+    if isinstance(value, str) and shape.fullmatch(value):
+        return value
     if not isinstance(value, str) or not value.startswith(prefix):
         raise SubscriptionInputError(
             f"{field} must be a FastStar id starting with {prefix}", field=field
@@ -145,9 +158,8 @@ def check_terms(
         money = validate_charge(amount, currency, max_amount=max_amount)
     except InvalidChargeError as exc:
         raise SubscriptionInputError(exc.reason, field=exc.field) from None
-    try:
-        unit = Interval(interval)  # type: ignore[arg-type]  # anything else is refused below
-    except ValueError:
+    unit = _INTERVALS.get(interval) if isinstance(interval, str) else None
+    if unit is None:
         raise SubscriptionInputError(
             f"interval must be one of {', '.join(i.value for i in Interval)}", field="interval"
         ) from None
@@ -191,13 +203,14 @@ def new_subscription(
 ) -> NewSubscription:
     """Check one subscription given as field names to values (an import row, the API's
     arguments): strings as read from CSV, or JSON types. Unknown fields are refused."""
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
+    if not _KNOWN_FIELDS.issuperset(raw):
+        unknown = sorted(set(raw) - _KNOWN_FIELDS)
         raise SubscriptionInputError(
             f"unknown field(s): {', '.join(unknown)[:200]}", field=unknown[0]
         )
     for key in REQUIRED_FIELDS:
-        if _optional(raw, key) is None and (key != "external_id" or require_external_id):
+        value = raw.get(key)
+        if (value is None or value == "") and (key != "external_id" or require_external_id):
             raise SubscriptionInputError(f"{key} is missing", field=key)
     external = _optional(raw, "external_id")
     external_id = check_external_id(external) if external is not None else None

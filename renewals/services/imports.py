@@ -1,16 +1,25 @@
-"""Writing checked subscriptions in bulk: ``renewals subscriptions import`` and the API's
-create share this path (and :mod:`renewals.domain.subscription_input`'s checks).
+"""Writing checked subscriptions: ``renewals subscriptions import`` and the API's create
+share :mod:`renewals.domain.subscription_input`'s checks and the conflict rules
+(:mod:`renewals.services.import_conflicts`).
 
-Two passes, both in chunks:
+An import, after every row passed its checks, works on one connection:
 
-1. **Compare** (read only): each row against what the database holds. A subscription with
-   the row's ``external_id`` and the same terms is *unchanged*; with other terms it is a
-   *conflict*, as is a ``cus_`` stored with another email or a ``pm_`` stored for another
-   customer. Conflicts are reported like invalid rows, and nothing is written.
-2. **Write**: customers and cards (INSERT … ON CONFLICT DO NOTHING on their FastStar ids),
-   then the subscriptions through :func:`renewals.transitions.create_subscriptions`
-   (idempotent on ``external_id``) with their audit rows; one transaction per chunk, so a
-   second import, or one stopped halfway and run again, creates only what is missing.
+1. **Stage**: the rows are loaded into a temporary table (``COPY`` on PostgreSQL, one
+   ``executemany`` on SQLite; :mod:`renewals.models.import_staging`).
+2. **Compare**: one query over the staging table finds every conflict (a subscription with
+   the row's ``external_id`` and other terms, a ``cus_`` stored with another email, a ``pm_``
+   stored for another customer). Any conflict is reported like an invalid row and nothing is
+   written. A subscription with the same terms is *unchanged*.
+3. **Write**: customers and cards (``INSERT … SELECT … ON CONFLICT DO NOTHING`` on their
+   FastStar ids), then the subscriptions with their audit rows
+   (:func:`renewals.transitions.create_staged_subscriptions`, idempotent on
+   ``external_id``). On PostgreSQL stage, compare and write are one transaction. On SQLite,
+   where every transaction holds the only write lock, loading and writing go in ranges of
+   :data:`SQLITE_WRITE_ROWS` lines, one transaction each, so the sweep and webhooks wait at
+   most one range; an import stopped halfway and run again creates only what is missing.
+
+The API's create (one row) compares and writes with :func:`compare` and :func:`write_chunk`
+instead: a temporary table for one row would cost more than it saves.
 
 No FastStar call is made per row: the cards are written without brand, last4 and expiry,
 which :mod:`renewals.services.cards` fetches afterwards in batches.
@@ -18,12 +27,15 @@ which :mod:`renewals.services.cards` fetches afterwards in batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, String, Table, any_, bindparam, func, select
+from sqlalchemy import Connection, Engine, String, Table, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -34,12 +46,14 @@ from renewals.domain.subscription_input import NewSubscription
 from renewals.models import Customer, PaymentMethod, Subscription
 from renewals.models.bulk import insert_rows
 from renewals.models.db import unit_of_work
+from renewals.models.import_staging import line_ranges
+from renewals.services import import_staged
+from renewals.services.import_conflicts import card_taken, email_taken, terms_changed
 
-# Rows per statement batch and per write transaction: large enough that round trips are
-# shared by thousands of rows, small enough that a transaction (and SQLite's write lock)
-# lasts well under a second, so the sweep and webhooks are never held up for long.
-CHUNK = 5000
-# Keys per IN (...) list when comparing with the database.
+# Lines per write transaction of an import on SQLite: a few hundred milliseconds of the one
+# write lock, so that the sweep and webhooks wait at most that long for theirs.
+SQLITE_WRITE_ROWS = 25_000
+# Keys per IN (...) list when the API's create compares with the database.
 LOOKUP = 5000
 
 Progress = Callable[[int], None]
@@ -52,15 +66,6 @@ class Compared:
     new: list[tuple[int, NewSubscription]] = field(default_factory=list)
     unchanged: dict[str, int] = field(default_factory=dict)  # external_id -> subscription id
     conflicts: list[RowError] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    created: dict[str, int]  # external_id -> new subscription id
-    # Rows found already there at write time (a concurrent import or create won the race).
-    raced: int
-    # Cards written without their details, for the fetch task.
-    cards_to_fetch: int
 
 
 T = TypeVar("T")
@@ -127,32 +132,17 @@ def compare(
                 sub_id, terms = stored
                 differ = [k for k, v in _terms(sub).items() if terms[k] != v]
                 if differ:
-                    found.conflicts.append(
-                        RowError(
-                            line,
-                            differ[0],
-                            f"external_id exists as subscription {sub_id} with another "
-                            f"{', '.join(differ)}: not updated (change it through the API)",
-                        )
-                    )
+                    found.conflicts.append(terms_changed(line, sub_id, differ))
                 else:
                     found.unchanged[sub.external_id] = sub_id
                 continue
             email = emails.get(sub.customer_id)
             if email is not None and email != sub.email:
-                found.conflicts.append(
-                    RowError(line, "email", f"customer {sub.customer_id} exists with another email")
-                )
+                found.conflicts.append(email_taken(line, sub.customer_id))
                 continue
             owner = owners.get(sub.payment_method_id)
             if owner is not None and owner != sub.customer_id:
-                found.conflicts.append(
-                    RowError(
-                        line,
-                        "payment_method_id",
-                        f"{sub.payment_method_id} is saved for another customer ({owner})",
-                    )
-                )
+                found.conflicts.append(card_taken(line, sub.payment_method_id, owner))
                 continue
             found.new.append((line, sub))
         if progress is not None:
@@ -266,26 +256,6 @@ def write_chunk(
     )
 
 
-def write(
-    engine: Engine,
-    rows: Sequence[tuple[int, NewSubscription]],
-    *,
-    now: datetime,
-    actor: str,
-    progress: Progress | None = None,
-) -> Written:
-    """Pass 2: every chunk in its own transaction."""
-    created: dict[str, int] = {}
-    for chunk in _chunks(rows, CHUNK):
-        with unit_of_work(engine) as session:
-            created.update(write_chunk(session, chunk, now=now, actor=actor))
-        if progress is not None:
-            progress(len(chunk))
-    with unit_of_work(engine) as session:
-        to_fetch = missing_details(session)
-    return Written(created, len(rows) - len(created), to_fetch)
-
-
 def missing_details(session: Session, limit: int = 1_000_000) -> int:
     """Cards whose masked details are still to fetch (counted up to ``limit``)."""
     waiting = (
@@ -337,23 +307,96 @@ def import_subscriptions(
     the new ones (module docstring). ``progress`` is told of rows done, three times per row
     (checked, compared, written or found unchanged)."""
     tick = (lambda: progress(1)) if progress is not None else None
-    checked = check_rows(read_rows(lines, fmt), max_amount=settings.max_charge_amount, on_row=tick)
+    with _collector_paused():
+        checked = check_rows(
+            read_rows(lines, fmt), max_amount=settings.max_charge_amount, on_row=tick
+        )
     if checked.errors:
         return ImportReport(checked.read, 0, 0, sorted(checked.errors, key=_line), 0)
+    rows = checked.rows
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            outcome = _import_postgres(connection, rows, now=now, actor=actor, progress=progress)
+        else:
+            outcome = _import_sqlite(connection, rows, now=now, actor=actor, progress=progress)
+    if isinstance(outcome, list):
+        return ImportReport(checked.read, 0, 0, outcome, 0)
     with unit_of_work(engine) as session:
-        compared = compare(session, checked.rows, progress)
-    if compared.conflicts:
-        return ImportReport(checked.read, 0, 0, compared.conflicts, 0)
+        to_fetch = missing_details(session)
+    return ImportReport(checked.read, outcome, len(rows) - outcome, [], to_fetch)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the rows are read: the 100,000s of objects they
+    make hold no cycles, yet each collection would walk all of them again (a third of the
+    time it takes to check a large file)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+Rows = Sequence[tuple[int, NewSubscription]]
+
+
+def _import_postgres(
+    connection: Connection, rows: Rows, *, now: datetime, actor: str, progress: Progress | None
+) -> list[RowError] | int:
+    """Stage, compare and write in one transaction: the conflicts, or how many were created."""
+    with connection.begin() as transaction:
+        # Enough to hash and sort 100,000s of staged rows in memory, not in temporary files.
+        connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        import_staged.create(connection)
+        import_staged.load(connection, import_staged.staged_rows(rows))
+        found = import_staged.conflicts(connection)
+        if found:
+            transaction.rollback()
+            return found
+        created = 0
+        if import_staged.existing(connection) < len(rows):
+            created = import_staged.write(
+                connection, lo=rows[0][0], hi=rows[-1][0], now=now, actor=actor
+            )
+        import_staged.drop(connection)
     if progress is not None:
-        progress(len(compared.unchanged))
-    written = write(engine, compared.new, now=now, actor=actor, progress=progress)
-    return ImportReport(
-        checked.read,
-        len(written.created),
-        len(compared.unchanged) + written.raced,
-        [],
-        written.cards_to_fetch,
-    )
+        progress(2 * len(rows))
+    return created
+
+
+def _import_sqlite(
+    connection: Connection, rows: Rows, *, now: datetime, actor: str, progress: Progress | None
+) -> list[RowError] | int:
+    """Every step in transactions of at most :data:`SQLITE_WRITE_ROWS` rows: the conflicts, or
+    how many were created."""
+    ranges = line_ranges([line for line, _ in rows], SQLITE_WRITE_ROWS)
+    try:
+        with connection.begin():
+            import_staged.create(connection)
+        staged = import_staged.staged_rows(rows)
+        for _ in ranges:
+            with connection.begin():
+                import_staged.load(connection, islice(staged, SQLITE_WRITE_ROWS))
+        with connection.begin():
+            found = import_staged.conflicts(connection)
+            there = 0 if found else import_staged.existing(connection)
+        if found:
+            return found
+        if progress is not None:
+            progress(len(rows))
+        created = 0
+        for lo, hi in ranges if there < len(rows) else []:
+            with connection.begin():
+                created += import_staged.write(connection, lo=lo, hi=hi, now=now, actor=actor)
+            if progress is not None:
+                progress(sum(1 for line, _ in rows if lo <= line <= hi))
+        return created
+    finally:
+        with connection.begin():
+            import_staged.drop(connection)
 
 
 def _line(error: RowError) -> int:

@@ -54,12 +54,16 @@ from renewals.transitions.operations import (
     move_command,
     move_switch,
 )
-from renewals.transitions.subscriptions_bulk import create_subscriptions
+from renewals.transitions.subscriptions_bulk import (
+    create_staged_subscriptions,
+    create_subscriptions,
+)
 
 __all__ = [
     "Wake",
     "create_command",
     "create_renewals",
+    "create_staged_subscriptions",
     "create_subscription",
     "create_subscriptions",
     "enable_merchant_events",

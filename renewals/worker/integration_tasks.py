@@ -66,7 +66,13 @@ def _api_task(operation: str) -> Task:  # type: ignore[type-arg]
         try:
             result = method(*args, **arguments)
         except RenewalsAPIError as exc:
-            log.info("api_refused", operation=operation, code=exc.code, error=exc.message)
+            log.info(
+                "api_refused",
+                operation=operation,
+                code=exc.code,
+                field=exc.field,
+                error=exc.message,
+            )
             return exc.as_dict()
         answer: dict[str, Any] = result.as_dict()
         return answer

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from renewals.api import RenewalsAPI, RenewalsAPIError
 from renewals.config import Settings
 from renewals.faststar import FastStarClient
-from renewals.models import PaymentMethod, Renewal
+from renewals.models import AuditEvent, PaymentMethod, Renewal
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
 from renewals.services.cards import fetch_all
@@ -184,3 +184,63 @@ def test_card_details_after_an_import_in_batches(
     with unit_of_work(engine) as session:
         statuses = session.scalars(select(Renewal.status)).all()
     assert sorted(s.value for s in statuses).count("succeeded") == 3
+
+
+def test_change_plan_moves_to_a_catalog_price_from_the_next_period(
+    engine: Engine, settings: Settings, faststar: FastStarClient, sandbox: RunningSandbox
+) -> None:
+    clock = Clock()
+    card = save_sandbox_card(settings, "4242424242424242")
+    api = api_for(engine, settings, faststar, clock)
+    sub = api.create_subscription(
+        external_id="plan-1",
+        email="di@example.com",
+        customer_id=card.customer_id,
+        payment_method_id=card.payment_method_id,
+        amount=1000,
+        currency="USD",
+        interval="month",
+        next_renewal_at=clock().isoformat(),
+        price_id="price_basic",
+    )
+    claimed = sweep_only(engine, settings, clock)  # period 0 has started at the basic price
+    moved = api.change_plan("plan-1", price_id="price_pro", amount=3000)
+    assert (moved.price_id, moved.amount) == ("price_basic", 1000)
+    assert (moved.pending_price_id, moved.pending_amount, moved.pending_from_index) == (
+        "price_pro",
+        3000,
+        1,
+    )
+    for bad, field in (
+        ({"price_id": "plan_pro", "amount": 3000}, "price_id"),
+        ({"price_id": "price_pro", "amount": 0}, "amount"),
+        ({"price_id": None, "amount": 3000}, "price_id"),
+    ):
+        with pytest.raises(RenewalsAPIError) as refused:
+            api.change_plan("plan-1", **bad)  # type: ignore[arg-type]
+        assert (refused.value.code, refused.value.field) == ("invalid", field)
+    with unit_of_work(engine) as session:
+        scheduled = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "price_change_scheduled")
+        ).all()
+    assert [e.details for e in scheduled] == [
+        {"amount": [1000, 3000], "price_id": ["price_basic", "price_pro"], "from_period_index": 1}
+    ]
+
+    run_follow_ups(engine, faststar, settings, clock, claimed)
+    clock.advance(days=31)  # period 1: the new plan is charged, and becomes the plan
+    run_sweep(engine, faststar, settings, clock)
+    assert renewals_of(engine, sub.id) == [(0, 1000, "succeeded"), (1, 3000, "succeeded")]
+    assert [c["amount"] for c in sandbox.charges()] == [1000, 3000]
+    now = api.get("plan-1")
+    assert (now.price_id, now.amount, now.pending_price_id, now.pending_amount) == (
+        "price_pro",
+        3000,
+        None,
+        None,
+    )
+
+    api.cancel("plan-1")
+    with pytest.raises(RenewalsAPIError) as canceled:
+        api.change_plan("plan-1", price_id="price_max", amount=9000)
+    assert canceled.value.code == "refused" and "canceled" in canceled.value.message
