@@ -13,24 +13,27 @@ import pytest
 from chaos.__main__ import FULL, quick, render
 from chaos.infra import _pg_bin
 from chaos.run import run_scenario
+from tests.conftest import REQUIRE_SERVICES, SKIP_PREFIX
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
 
 def _servers_missing() -> str | None:
     if shutil.which("redis-server") is None:
-        return "no redis-server"
+        return "redis-server (the binary)"
     try:
         _pg_bin("initdb")
     except RuntimeError:
-        return "no PostgreSQL server binaries"
+        return "initdb (PostgreSQL server binaries)"
     return None
 
 
 def test_chaos_quick_postgres_redis_kills_and_flush() -> None:
     missing = _servers_missing()
     if missing:
-        pytest.skip(f"server-backed: {missing}")
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{missing} not found and RENEWALS_REQUIRE_SERVICES is set")
+        pytest.skip(f"{SKIP_PREFIX}{missing} not reachable")
     result = run_scenario(quick(FULL["postgres-redis"]))
     print(render([result]))
     assert result.error is None, render([result])
