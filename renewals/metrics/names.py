@@ -1,7 +1,7 @@
 """Every metric the service exposes: name, type, labels and meaning, in one table.
 
 The instruments (:mod:`renewals.metrics.instruments`) and the database collector
-(:mod:`renewals.metrics.collector`) take their names and help texts from here, docs/metrics.md
+(:mod:`renewals.services.backlog_gauges`) take their names and help texts from here, docs/metrics.md
 describes each row, and the tests check that the alert rules name only these.
 """
 

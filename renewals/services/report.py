@@ -150,7 +150,7 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
 
 
 # The backlogs: the present, not windowed. The metrics endpoint reads them at every scrape
-# (renewals.metrics.collector), so each is one statement on an index but the unknown one.
+# (renewals.services.backlog_gauges), so each is one statement on an index but the unknown one.
 
 
 def unknown_backlog(session: Session) -> tuple[int, datetime | None]:
