@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench bench-quick emails clean
+.PHONY: run test lint typecheck check bench bench-quick emails clean model-long
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The engine's Hypothesis model at length (400 runs of 60 steps, SQLite and PostgreSQL);
+# `make test` runs 25 of 30 on SQLite. See tests/model/profiles.py.
+model-long: $(STAMP)
+	HYPOTHESIS_PROFILE=chaos $(BIN)/pytest tests/model -q
 
 emails: $(STAMP)
 	$(BIN)/python -m renewals.notifications.examples docs/emails

@@ -14,6 +14,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
 from renewals.config import Settings, get_settings
+from renewals.worker.names import TASK_QUEUE
 
 # The broker redelivers an unacknowledged message after this long. Every task limit below is
 # far shorter, so a message is only redelivered when its worker really died.
@@ -62,7 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         # All instants are UTC; beat intervals are plain intervals, not wall-clock crontabs.
         enable_utc=True,
         timezone="UTC",
-        task_default_queue="renewals",
+        task_default_queue=TASK_QUEUE,
         broker_connection_retry_on_startup=True,
         # Our logging setup (structlog + redaction) stays in charge.
         worker_hijack_root_logger=False,
