@@ -35,10 +35,12 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# The engine's Hypothesis model at length (400 runs of 60 steps, SQLite and PostgreSQL);
-# `make test` runs 25 of 30 on SQLite. See tests/model/profiles.py.
+# The engine's Hypothesis model at length (400 runs of 60 steps, SQLite and PostgreSQL;
+# `make test` runs 25 of 30 on SQLite, see tests/model/profiles.py), and three workers and
+# two schedulers on one SQLite database for two minutes instead of one batch.
 model-long: $(STAMP)
 	HYPOTHESIS_PROFILE=chaos $(BIN)/pytest tests/model -q
+	RENEWALS_SQLITE_SOAK=1 $(BIN)/pytest tests/processes/test_sqlite_concurrency.py -q
 
 emails: $(STAMP)
 	$(BIN)/python -m renewals.notifications.examples docs/emails
