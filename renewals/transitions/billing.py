@@ -75,7 +75,7 @@ def move_subscription(
     decision stands.
     """
     if not SUBSCRIPTION_TRANSITIONS.allows(sub.status, event):
-        log.info("subscription_transition_skipped", subscription_id=sub.id, event=str(event))
+        log.info("subscription_transition_skipped", subscription_id=sub.id, transition=str(event))
         return False
     before = sub.status
     after = SUBSCRIPTION_TRANSITIONS.apply(before, event)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from renewals import transitions
-from renewals.models import ChargeAttempt, Renewal
+from renewals.models import ChargeAttempt, Renewal, Subscription
 from renewals.models.db import unit_of_work
 from tests.model.engine_model import EngineModel, World, assert_invariants, assert_settled
 
@@ -103,3 +103,42 @@ def test_the_invariants_catch_a_period_charged_twice(model: EngineModel) -> None
     )
     with pytest.raises(AssertionError, match="charged 2 times"):
         assert_invariants(model)
+
+
+def test_an_unknown_charge_booked_after_the_subscription_was_canceled(
+    model: EngineModel,
+) -> None:
+    """Found by the model (long profile): the charge's answer is lost (unknown), the
+    operator cancels at the period's end, the period ends (the sweep cancels it), and the
+    operator books the payment. Booking skips the subscription's transition (canceled takes
+    no ``charge_succeeded``) and the log line saying so passed ``event=`` to structlog,
+    whose first argument is named ``event``: a TypeError, so every reconcile (and any
+    outcome landing on a paused or canceled subscription) failed, the payment unbooked."""
+    model.set_card(0, "lost_response")
+    model.sweep()
+    model.deliver_all()
+    model.cancel(0, at_period_end=True)
+    model.advance(days=32)
+    model.sweep()
+    model.deliver_all()
+    with unit_of_work(model.engine) as session:
+        assert session.get_one(Subscription, model.customers[0].subscription_id).status == (
+            "canceled"
+        )
+    result = model.command(
+        "reconcile", renewal_id=_unknown_renewal(model), paid=_only_charge(model)
+    )
+    assert result["status"] == "done", result
+    model.settle()
+    assert_settled(model)
+
+
+def _unknown_renewal(model: EngineModel) -> int:
+    with unit_of_work(model.engine) as session:
+        return session.scalars(select(Renewal.id).where(Renewal.status == "unknown")).one()
+
+
+def _only_charge(model: EngineModel) -> str:
+    customer = model.customers[0].payment_method_id
+    [charge] = [c for c in model.world.sandbox.charges() if c["payment_method_id"] == customer]
+    return str(charge["payment_intent_id"])
