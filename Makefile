@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 # The engine's Hypothesis model at length (400 runs of 60 steps, SQLite and PostgreSQL;
-# `make test` runs 25 of 30 on SQLite, see tests/model/profiles.py), and three workers and
+# `make test` runs 30 of 50 on SQLite, see tests/model/profiles.py), and three workers and
 # two schedulers on one SQLite database for two minutes instead of one batch.
 model-long: $(STAMP)
 	HYPOTHESIS_PROFILE=chaos $(BIN)/pytest tests/model -q

@@ -13,7 +13,7 @@ _COMMON = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
-FAST = settings(max_examples=25, stateful_step_count=30, **_COMMON)  # type: ignore[arg-type]
+FAST = settings(max_examples=30, stateful_step_count=50, **_COMMON)  # type: ignore[arg-type]
 CHAOS = settings(max_examples=400, stateful_step_count=60, **_COMMON)  # type: ignore[arg-type]
 MODEL_SETTINGS = CHAOS if LONG else FAST
 # pytest-timeout's limit for the whole run (0: none, for the long runs).

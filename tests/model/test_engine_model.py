@@ -18,10 +18,11 @@ failed. After every sweep: no renewal still charging past its lease. At the end 
 is run until nothing is due and every payment must be booked, unknown or under review
 (``assert_settled``).
 
-Profiles (``tests/model/profiles.py``): 25 examples of 30 steps on SQLite in ``make test``;
+Profiles (``tests/model/profiles.py``): 30 examples of 50 steps on SQLite in ``make test``;
 ``make model-long`` (HYPOTHESIS_PROFILE=chaos) runs 400 of 60 on SQLite and PostgreSQL.
 
-Whatever it found is kept below as a plain test replaying the shrunk steps, named after it.
+Whatever it found is kept in ``test_model_replays.py`` as a plain test replaying the shrunk
+steps, named after what it found.
 """
 
 from __future__ import annotations
