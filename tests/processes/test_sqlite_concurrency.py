@@ -37,6 +37,7 @@ SOAK = os.environ.get("RENEWALS_SQLITE_SOAK", "") not in ("", "0")
 # run adds far more).
 SUBSCRIPTIONS = 90
 SOAK_SECONDS = 120.0
+SOAK_BATCH = 25
 # Mostly paid; declines and 402s end the period's first attempt just as well.
 CARDS = ["success"] * 8 + ["declined", "sca"]
 FINISHED_FIRST_ATTEMPT = {"succeeded", "retry_scheduled", "requires_action", "failed"}
@@ -104,11 +105,18 @@ def test_three_workers_and_two_schedulers_on_one_sqlite_database(
             wait_for(lambda b=beat: _started(b, "beat: Starting"), bool, timeout=60, what="beat")
         total = SUBSCRIPTIONS
         if SOAK:
-            # Due subscriptions keep arriving while everything runs.
+            # Due subscriptions keep arriving while everything runs, a batch whenever the
+            # previous one is under way, so the load stays on the database, not the backlog.
             started = time.monotonic()
             while time.monotonic() - started < SOAK_SECONDS:
-                _make_due(make, 25, total)
-                total += 25
+                _make_due(make, SOAK_BATCH, total)
+                total += SOAK_BATCH
+                wait_for(
+                    lambda: _first_attempts_done(engine),
+                    lambda done, total=total: done >= total - SOAK_BATCH,
+                    timeout=300,
+                    what="the previous batch past its first attempt",
+                )
         wait_for(
             lambda: _first_attempts_done(engine),
             lambda done: done == total,
