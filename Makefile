@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench bench-quick bench-import chaos chaos-quick chaos-crash emails clean
+.PHONY: run test lint typecheck check bench bench-quick bench-import chaos chaos-quick chaos-crash model-long emails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ chaos-crash: $(STAMP)
 
 chaos-quick: $(STAMP)
 	$(BIN)/python -m chaos --quick
+
+# The engine's Hypothesis model at length (400 runs of 60 steps, SQLite and PostgreSQL;
+# `make test` runs 30 of 50 on SQLite, see tests/model/profiles.py), and three workers and
+# two schedulers on one SQLite database for two minutes instead of one batch.
+model-long: $(STAMP)
+	HYPOTHESIS_PROFILE=chaos $(BIN)/pytest tests/model -q
+	RENEWALS_SQLITE_SOAK=1 $(BIN)/pytest tests/processes/test_sqlite_concurrency.py -q
 
 emails: $(STAMP)
 	$(BIN)/python -m renewals.notifications.examples docs/emails

@@ -33,9 +33,7 @@ def worker(ctx: click.Context) -> None:
     """Run a Celery worker (extra arguments go to `celery worker`)."""
     prepare_metrics(settings_or_exit())
     from renewals.worker.celery_app import app
-    from renewals.worker.queues import declare_task_queue
 
-    declare_task_queue(app)
     app.worker_main(["worker", "--loglevel", "INFO", *ctx.args])
 
 
@@ -48,10 +46,8 @@ def scheduler(ctx: click.Context) -> None:
     from renewals.scheduler.beat import beat_schedule
     from renewals.worker.celery_app import app
     from renewals.worker.publish import publish
-    from renewals.worker.queues import declare_task_queue
     from renewals.worker.tasks import sweep_task
 
-    declare_task_queue(app)
     app.conf.beat_schedule = beat_schedule(settings)
     # Beat's first tick comes a full interval after it starts: sweep once now, so work that
     # fell due while the scheduler was down is not left waiting. Best effort, like every

@@ -40,6 +40,7 @@ from celery import Celery
 from celery.signals import celeryd_after_setup, setup_logging, worker_process_init
 
 from renewals.config import TASK_TIME_LIMIT_S, Settings, get_settings
+from renewals.worker.names import TASK_QUEUE
 
 # The broker redelivers an unacknowledged message after RENEWALS_BROKER_VISIBILITY_TIMEOUT
 # (3600 s). Every task limit below is far shorter (production refuses a shorter timeout), so
@@ -104,7 +105,7 @@ def make_celery(settings: Settings) -> Celery:
         # All instants are UTC; beat intervals are plain intervals, not wall-clock crontabs.
         enable_utc=True,
         timezone="UTC",
-        task_default_queue="renewals",
+        task_default_queue=TASK_QUEUE,
         broker_connection_retry_on_startup=True,
         # Our logging setup (structlog + redaction) stays in charge.
         worker_hijack_root_logger=False,

@@ -9,6 +9,9 @@ from types import MappingProxyType
 from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 
+# The one queue every task goes to (the SQLite broker pre-creates its row: sqlite_broker).
+TASK_QUEUE = "renewals"
+
 SWEEP_TASK = "renewals.sweep"
 # The sweep's follow-on claim chain (renewals.services.drain).
 SWEEP_DRAIN_TASK = "renewals.sweep_drain"
