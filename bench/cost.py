@@ -3,9 +3,10 @@
 PostgreSQL's pg_stat_statements would count every process's statements, but it needs
 ``shared_preload_libraries``; when it is not loaded (the usual case here) the statements
 are counted in-process instead: the worker's own code path (``SERVICES[Work.CHARGE]``, i.e.
-``charge_renewal``, and ``SERVICES[Work.DELIVER]`` for the receipt it hands on) runs for a
-sample of renewals under SQLAlchemy's ``before_cursor_execute`` and ``begin`` events, plus
-the sweep that materialised and claimed them (its share per renewal). No latency here.
+``charge_renewal``, and the batch delivery the worker wakes for the receipts it hands on,
+``deliver_due_emails``) runs for a sample of renewals under SQLAlchemy's
+``before_cursor_execute`` and ``begin`` events, plus the sweep that materialised and
+claimed them (its share per renewal). No latency here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
 from renewals.models.migrate import upgrade
 from renewals.runtime import build_runtime
+from renewals.services.mail import deliver_due_emails
 from renewals.services.sweep import sweep
 from renewals.services.work import SERVICES
 
@@ -98,14 +100,11 @@ def measure(sandbox: Sandbox, backend_name: str, *, claimed: int, sample: int) -
                 sweep_s = time.perf_counter() - started
             ids = follow.ids(Work.CHARGE)
             with counting(engine) as charged:
-                receipts = [
-                    message
-                    for renewal_id in ids[:sample]
-                    for message in SERVICES[Work.CHARGE](runtime, renewal_id).ids(Work.DELIVER)
-                ]
-            with counting(engine) as delivered:
-                for message_id in receipts:
-                    SERVICES[Work.DELIVER](runtime, message_id)
+                for renewal_id in ids[:sample]:
+                    SERVICES[Work.CHARGE](runtime, renewal_id)
+            with counting(engine) as delivered:  # the sample's receipts, as the worker does
+                while deliver_due_emails(runtime).claimed:
+                    pass
         finally:
             runtime.faststar.close()
             engine.dispose()

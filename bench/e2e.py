@@ -37,8 +37,8 @@ from bench.processes import Process, Sampler, start_scheduler, start_worker, sto
 from bench.sandbox import Sandbox
 from bench.seed import make_due, seed_subscriptions
 from renewals.config import Settings
-from renewals.domain.states import RenewalStatus
-from renewals.models import ChargeAttempt, Renewal
+from renewals.domain.states import OutboxStatus, RenewalStatus
+from renewals.models import ChargeAttempt, OutboxMessage, Renewal
 from renewals.models.db import create_db_engine, unit_of_work
 from renewals.models.migrate import upgrade
 from renewals.scheduler.beat import beat_schedule
@@ -61,6 +61,9 @@ class RunSpec:
     """Stop waiting after this long past the due instant (None: long enough for every tick)."""
     stop_when_settled: bool = False
     """Stop once no renewal is pending or charging, even if some wait for a later retry."""
+    wait_for_emails: bool = True
+    """Keep the worker (and the CPU sampler) running until the receipts are delivered too:
+    a renewal's CPU includes its receipt. The window still ends at the last charge."""
 
 
 def prime_beat_schedule(cwd: Path, settings: Settings) -> None:
@@ -89,6 +92,21 @@ def _progress(engine: Engine) -> tuple[int, int, int]:
         settled = session.scalar(select(func.count()).where(Renewal.status.not_in(busy)))
         materialised = session.scalar(select(func.count()).select_from(Renewal))
     return done or 0, settled or 0, materialised or 0
+
+
+def _emails_waiting(engine: Engine) -> int:
+    waiting = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+    with unit_of_work(engine) as session:
+        count = session.scalar(select(func.count()).where(OutboxMessage.status.in_(waiting)))
+    return count or 0
+
+
+def _emails_sent(engine: Engine) -> int:
+    with unit_of_work(engine) as session:
+        count = session.scalar(
+            select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)
+        )
+    return count or 0
 
 
 def _figures(engine: Engine) -> dict[str, Any]:
@@ -141,6 +159,15 @@ def _figures(engine: Engine) -> dict[str, Any]:
 
 
 _SWEEP_DONE = re.compile(r"renewals\.sweep\[[^\]]+\] succeeded in ([\d.]+)s")
+_TASK_DONE = re.compile(r"Task ([\w.]+)\[[^\]]+\] succeeded in")
+
+
+def tasks_run(worker_log: str) -> dict[str, int]:
+    """Tasks that succeeded, by name, from the worker's log."""
+    counts: dict[str, int] = {}
+    for name in _TASK_DONE.findall(worker_log):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def sweep_log_figures(worker_log: str) -> dict[str, Any]:
@@ -271,15 +298,27 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
             if worker.popen.poll() is not None or scheduler.popen.poll() is not None:
                 raise RuntimeError("a process exited:\n" + worker.output()[-3000:])
             time.sleep(0.5)
+        while (
+            spec.wait_for_emails
+            and not stalled
+            and time.monotonic() < deadline
+            and _emails_waiting(engine)
+        ):
+            if worker.popen.poll() is not None:
+                raise RuntimeError("the worker exited:\n" + worker.output()[-3000:])
+            time.sleep(0.5)
         sampler.stop()
         peak_pss_kb, peak_rss_kb = sampler.peak_pss_kb, sampler.peak_rss_kb
         cpu_s, processes = sampler.cpu_s, sampler.processes
+        main_cpu_s = sampler.main_cpu_s
         sampler = None
         stop_all(scheduler, worker)
         worker_log = worker.output()
         sweeps = sweep_log_figures(worker_log)
+        tasks = tasks_run(worker_log)
         scheduler = worker = None
         figures = _figures(engine)
+        figures["emails_sent"] = _emails_sent(engine)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -315,6 +354,13 @@ def _run(sandbox: Sandbox, spec: RunSpec, backend: backends.Backend, cwd: Path) 
         "worker_processes": processes,
         "worker_cpu_s": round(cpu_s, 2),
         "cpu_ms_per_renewal": round(1000 * cpu_s / done, 2) if done else None,
+        "emails_sent": figures["emails_sent"],
+        "tasks_run": tasks,
+        "tasks_per_renewal": round(sum(tasks.values()) / done, 2) if done else None,
+        "worker_main_cpu_s": round(main_cpu_s, 2),
+        "main_cpu_ms_per_task": round(1000 * main_cpu_s / sum(tasks.values()), 2)
+        if tasks
+        else None,
         "worker_peak_pss_mb": round(peak_pss_kb / 1024, 1),
         "worker_peak_rss_mb": round(peak_rss_kb / 1024, 1),
         **ledger,

@@ -160,6 +160,8 @@ class Sampler:
     cpu_start_s: float = 0.0
     cpu_end_s: float = 0.0
     processes: int = 0
+    main_cpu_start_s: float = 0.0
+    main_cpu_end_s: float = 0.0
     _cpu_by_pid: dict[int, float] = field(default_factory=dict)
     _pids: list[int] = field(default_factory=list)
     _samples: int = 0
@@ -183,6 +185,7 @@ class Sampler:
     def start(self) -> None:
         self._sample()
         self.cpu_start_s = sum(self._cpu_by_pid.values())
+        self.main_cpu_start_s = self._cpu_by_pid.get(self.pgid, 0.0)
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
@@ -196,7 +199,14 @@ class Sampler:
             self._thread.join(5)
         self._sample(rescan=True)
         self.cpu_end_s = sum(self._cpu_by_pid.values())
+        self.main_cpu_end_s = self._cpu_by_pid.get(self.pgid, 0.0)
 
     @property
     def cpu_s(self) -> float:
         return self.cpu_end_s - self.cpu_start_s
+
+    @property
+    def main_cpu_s(self) -> float:
+        """The group leader's share: a prefork worker's consumer (broker I/O, dispatch to
+        the pool, acknowledgements), apart from the tasks it hands its children."""
+        return self.main_cpu_end_s - self.main_cpu_start_s

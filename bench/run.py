@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
                 client_rate_limit_per_s=3.0,
                 stop_when_settled=args.quick,
                 max_wait_s=40 if args.quick else 150,
+                wait_for_emails=False,
             ),
             bare=False,
         )

@@ -26,6 +26,8 @@ import ipaddress
 import smtplib
 import ssl
 import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +56,16 @@ def eml_name(key: str) -> str:
     """The file a ``file://`` mail URL writes an outbox row's email to (by its dedupe key)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
     return f"{safe}.eml"
+
+
+def batch_of(sender: Sender) -> AbstractContextManager[Sender]:
+    """A sender for many messages in a row: the sender's own ``batch()`` when it has one
+    (SMTP: one connection), otherwise the sender itself."""
+    open_batch = getattr(sender, "batch", None)
+    if open_batch is None:
+        return nullcontext(sender)
+    batch: AbstractContextManager[Sender] = open_batch()
+    return batch
 
 
 class FileSender:
@@ -137,27 +149,76 @@ class SmtpSender:
         return smtp
 
     def send(self, message: EmailMessage) -> None:
-        smtp = self._open()
+        with self.batch() as session:
+            session.send(message)
+
+    @contextmanager
+    def batch(self) -> Iterator[Sender]:
+        """One SMTP session for many messages: connect and log in once, QUIT at the end."""
+        session = _SmtpSession(self)
         try:
-            smtp.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = sorted(code for code, _ in exc.recipients.values())
-            if all(code >= 500 for code in codes):
-                raise PermanentSendError(f"recipient refused ({codes})") from None
-            raise TemporarySendError(f"recipient deferred ({codes})") from None
-        except smtplib.SMTPSenderRefused as exc:
-            raise TemporarySendError(
-                f"sender address refused (check RENEWALS_MAIL_FROM): {_describe(exc)}"
-            ) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise PermanentSendError(f"SMTP server cannot take this message: {exc}") from None
-        except smtplib.SMTPResponseException as exc:
-            kind = PermanentSendError if exc.smtp_code >= 500 else TemporarySendError
-            raise kind(f"message refused: {_describe(exc)}") from None
-        except (TimeoutError, OSError) as exc:
-            raise TemporarySendError(f"SMTP unavailable: {_describe(exc)}") from None
+            yield session
         finally:
+            session.close()
+
+
+class _SmtpSession:
+    """Messages sent over one connection, opened at the first message.
+
+    A permanent refusal of one message leaves the session usable (smtplib resets it); any
+    other failure closes it and the next message connects afresh. When connecting fails, every
+    later message of the session fails the same way without trying again: a server that
+    is down would otherwise cost one connect timeout per message.
+    """
+
+    def __init__(self, sender: SmtpSender) -> None:
+        self._sender = sender
+        self._smtp: smtplib.SMTP | None = None
+        self._unavailable: str | None = None
+
+    def send(self, message: EmailMessage) -> None:
+        if self._unavailable is not None:
+            raise TemporarySendError(self._unavailable)
+        if self._smtp is None:
+            try:
+                self._smtp = self._sender._open()
+            except TemporarySendError as exc:
+                self._unavailable = str(exc)
+                raise
+        try:
+            _send_on(self._smtp, message)
+        except PermanentSendError:
+            raise  # this message's fault: smtplib has reset the session for the next one
+        except BaseException:
+            self.close()  # the connection may be gone or half-way: the next one starts afresh
+            raise
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            smtp, self._smtp = self._smtp, None
             _close(smtp)
+
+
+def _send_on(smtp: smtplib.SMTP, message: EmailMessage) -> None:
+    """Send on an open session, mapping SMTP's answers to temporary or permanent errors."""
+    try:
+        smtp.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = sorted(code for code, _ in exc.recipients.values())
+        if all(code >= 500 for code in codes):
+            raise PermanentSendError(f"recipient refused ({codes})") from None
+        raise TemporarySendError(f"recipient deferred ({codes})") from None
+    except smtplib.SMTPSenderRefused as exc:
+        raise TemporarySendError(
+            f"sender address refused (check RENEWALS_MAIL_FROM): {_describe(exc)}"
+        ) from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise PermanentSendError(f"SMTP server cannot take this message: {exc}") from None
+    except smtplib.SMTPResponseException as exc:
+        kind = PermanentSendError if exc.smtp_code >= 500 else TemporarySendError
+        raise kind(f"message refused: {_describe(exc)}") from None
+    except (TimeoutError, OSError) as exc:
+        raise TemporarySendError(f"SMTP unavailable: {_describe(exc)}") from None
 
 
 def _close(smtp: smtplib.SMTP) -> None:

@@ -54,13 +54,22 @@ from renewals.transitions.operations import (
     move_command,
     move_switch,
 )
+from renewals.transitions.outbox_batch import (
+    ClaimedMessage,
+    SendOutcome,
+    claim_messages,
+    record_outcomes,
+)
 from renewals.transitions.subscriptions_bulk import (
     create_staged_subscriptions,
     create_subscriptions,
 )
 
 __all__ = [
+    "ClaimedMessage",
+    "SendOutcome",
     "Wake",
+    "claim_messages",
     "create_command",
     "create_renewals",
     "create_staged_subscriptions",
@@ -88,6 +97,7 @@ __all__ = [
     "open_review",
     "queue_message",
     "record_dispute",
+    "record_outcomes",
     "record_refund",
     "reschedule",
     "resolve_review",

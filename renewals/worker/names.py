@@ -15,6 +15,8 @@ TASK_QUEUE = "renewals"
 SWEEP_TASK = "renewals.sweep"
 # The sweep's follow-on claim chain (renewals.services.drain).
 SWEEP_DRAIN_TASK = "renewals.sweep_drain"
+# Every due email, in batches (renewals.notifications.batch); no argument.
+DELIVER_BATCH_TASK = "renewals.deliver_emails"
 
 TASK_NAMES: Mapping[Work, str] = MappingProxyType(
     {

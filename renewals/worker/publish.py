@@ -78,8 +78,10 @@ def _broker_url(app: Celery) -> str:
     return str(app.conf.broker_write_url or app.conf.broker_url or "")
 
 
-def publish(task: Task[Any, Any], *args: int | str) -> bool:
+def publish(task: Task[Any, Any], *args: int | str, countdown: float | None = None) -> bool:
     """Send ``task(*args)`` once, within :data:`PUBLISH_TIMEOUT_S`; False if it was not sent.
+    ``countdown``: run it no sooner than that many seconds from now (seconds only: longer
+    waits live in the database).
 
     Never raises for a broker problem: the caller's state change is already committed, and
     the sweep finds the work again. The failure is one warning line without a traceback, and
@@ -93,7 +95,7 @@ def publish(task: Task[Any, Any], *args: int | str) -> bool:
     try:
         # Celery accepts connection= here (as send_task does); its type stubs omit it.
         send: Callable[..., object] = task.apply_async
-        send(args, retry=False, connection=connection)
+        send(args, retry=False, connection=connection, countdown=countdown)
     except Exception as exc:  # any failure means "not sent"
         # Drop the half-open state without network I/O; the next acquire reconnects.
         connection.collect()

@@ -24,24 +24,42 @@ from renewals.crashpoints import crash_point
 from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
+from renewals.notifications.batch import Batch
 from renewals.runtime import get_runtime
 from renewals.services.commands import run_command
 from renewals.services.drain import Drained, drain
 from renewals.services.followups import FollowUps
+from renewals.services.mail import deliver_due_emails
 from renewals.services.sweep import sweep_once
 from renewals.services.work import SERVICES
+from renewals.worker import preload as _preload  # noqa: F401 (connects the signal)
 from renewals.worker.celery_app import app
-from renewals.worker.names import COMMAND_TASK_NAMES, SWEEP_DRAIN_TASK, SWEEP_TASK, TASK_NAMES
+from renewals.worker.mail_hints import DeliveryHints
+from renewals.worker.names import (
+    COMMAND_TASK_NAMES,
+    DELIVER_BATCH_TASK,
+    SWEEP_DRAIN_TASK,
+    SWEEP_TASK,
+    TASK_NAMES,
+)
 from renewals.worker.publish import publish
 
 log = structlog.get_logger(__name__)
 
 
 def enqueue(follow: FollowUps) -> None:
-    """One message per piece of work; call only after the transaction has committed. Best
-    effort: what the broker does not take, the sweep finds again once its lease expires."""
+    """One message per piece of work, except emails, which wake the batch delivery (at
+    most one message per window per process, see :mod:`renewals.worker.mail_hints`); call
+    only after the transaction has committed. Best effort: what the broker does not take,
+    the sweep finds again once its lease expires."""
+    emails = False
     for kind, item_id in follow.work:
-        publish(TASKS[kind], item_id)
+        if kind is Work.DELIVER:
+            emails = True
+        else:
+            publish(TASKS[kind], item_id)
+    if emails:
+        delivery_hints.hint()
 
 
 # SQLite's one write lock: a transaction that waited its whole busy timeout for it fails
@@ -170,3 +188,19 @@ def sweep_task() -> None:
 @app.task(name=SWEEP_DRAIN_TASK)
 def sweep_drain_task(holder: str | None = None) -> None:
     run_drain(holder)
+
+
+def run_delivery_batch() -> Batch:
+    """One batch of due emails; a full batch hands on to the next at once."""
+    done = deliver_due_emails(get_runtime())
+    if done.full:
+        publish(deliver_batch_task)
+    return done
+
+
+@app.task(name=DELIVER_BATCH_TASK)
+def deliver_batch_task() -> None:
+    run_delivery_batch()
+
+
+delivery_hints = DeliveryHints(lambda window_s: publish(deliver_batch_task, countdown=window_s))

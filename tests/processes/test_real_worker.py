@@ -19,13 +19,13 @@ from sqlalchemy import Engine, select
 
 from renewals.config import Settings
 from renewals.domain.work import Work
-from renewals.models import ChargeAttempt, Renewal
+from renewals.models import ChargeAttempt, OutboxMessage, Renewal
 from renewals.models.db import create_db_engine, unit_of_work
 from renewals.notifications.examples import SAMPLES
 from renewals.notifications.outbox import queue_email
 from renewals.sandbox.testing import RunningSandbox
 from renewals.services.sweep import sweep
-from renewals.worker.names import SWEEP_TASK, TASK_NAMES
+from renewals.worker.names import DELIVER_BATCH_TASK, SWEEP_TASK, TASK_NAMES
 from tests.support.celery_processes import (
     black_hole,
     client_app,
@@ -316,3 +316,21 @@ def test_the_send_task_delivered_three_times_sends_one_email(stack: Stack) -> No
             time.sleep(1.5)  # the other two deliveries run and must send nothing
     assert len(mailbox.messages) == 1
     assert mailbox.messages[0]["To"].addresses[0].addr_spec == "jane@example.com"
+
+
+def test_receipts_of_a_burst_of_renewals_go_out_in_batches_each_once(stack: Stack) -> None:
+    subs = [_make(stack, "success") for _ in range(5)]
+    worker = start_worker(stack.env(), stack.workdir / "worker", concurrency=4)
+    with running(worker):
+        stack.send(SWEEP_TASK)
+        wait_until(
+            lambda: len(list((stack.workdir / "mail").glob("*receipt*.eml"))) == len(subs),
+            timeout=60,
+            what="every receipt",
+        )
+    with unit_of_work(stack.engine) as session:
+        rows = session.execute(select(OutboxMessage.status, OutboxMessage.attempts)).all()
+    assert sorted(rows) == [("sent", 1)] * len(subs)
+    log = worker.output()
+    assert f"Task {DELIVER_BATCH_TASK}[" in log
+    assert f"Task {TASK_NAMES[Work.DELIVER]}[" not in log  # no task per email
