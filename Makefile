@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench bench-quick emails clean
+.PHONY: run test lint typecheck check bench bench-quick bench-import chaos chaos-quick chaos-crash model-long emails clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check renewals tests bench
-	$(BIN)/ruff format --check renewals tests bench
+	$(BIN)/ruff check renewals tests bench chaos
+	$(BIN)/ruff format --check renewals tests bench chaos
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,6 +34,30 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# 100,000 generated rows through `renewals subscriptions import`, twice, on PostgreSQL and
+# SQLite: rows/s of the first import and of the second (which must change nothing).
+bench-import: $(STAMP)
+	$(BIN)/python -m bench.import_rows
+
+# Every scenario in real processes under failures, checked by `renewals check`'s invariants
+# and the hygiene scan; prints the figures and fails on any violation (README, "Chaos").
+# Then the seven crash points x 20 runs and the visibility-timeout redelivery (about 5 min).
+chaos: $(STAMP)
+	$(BIN)/python -m chaos; first=$$?; $(BIN)/python -m chaos.crash_points; exit $$((first || $$?))
+
+chaos-crash: $(STAMP)
+	$(BIN)/python -m chaos.crash_points
+
+chaos-quick: $(STAMP)
+	$(BIN)/python -m chaos --quick
+
+# The engine's Hypothesis model at length (400 runs of 60 steps, SQLite and PostgreSQL;
+# `make test` runs 30 of 50 on SQLite, see tests/model/profiles.py), and three workers and
+# two schedulers on one SQLite database for two minutes instead of one batch.
+model-long: $(STAMP)
+	HYPOTHESIS_PROFILE=chaos $(BIN)/pytest tests/model -q
+	RENEWALS_SQLITE_SOAK=1 $(BIN)/pytest tests/processes/test_sqlite_concurrency.py -q
 
 emails: $(STAMP)
 	$(BIN)/python -m renewals.notifications.examples docs/emails

@@ -4,9 +4,10 @@ One run:
 
 1. set-up, before the clock and without latency: a fresh database (migrated), a handful of
    cards saved in the sandbox, N subscriptions seeded in bulk (due far in the future);
-2. ``renewals worker --concurrency C`` (the Procfile's worker; ``--pool`` for the pool
-   comparison) until it is ready; then the sandbox's latency (and rate limit, if any) is
-   switched on through its config endpoint and the /proc sampler starts;
+2. ``renewals worker --pool threads --concurrency C`` (the Procfile's worker; another
+   ``--pool`` for the pool comparison) until it is ready; then the sandbox's latency (and
+   rate limit, if any) is switched on through its config endpoint and the /proc sampler
+   starts;
 3. every subscription falls due at once (one UPDATE), and ``renewals scheduler`` starts.
    Its schedule file says the last sweep ran one interval ago, as after a restart, so its
    first tick comes at once instead of one ``RENEWALS_SWEEP_INTERVAL`` later;
@@ -53,7 +54,7 @@ class RunSpec:
     n: int
     concurrency: int
     latency_ms: float
-    pool: str = "prefork"
+    pool: str = "threads"  # the Procfile's
     sandbox_rate_limit_per_s: float | None = None
     client_rate_limit_per_s: float | None = None
     max_wait_s: float | None = None

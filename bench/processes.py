@@ -79,24 +79,13 @@ def spawn(
     return Process(popen, log)
 
 
-# A worker as the Procfile runs it (`renewals worker --concurrency C`), with a pool choice.
-GEVENT_ENTRY = (
-    "-c",
-    "from gevent import monkey; monkey.patch_all(); import sys; "
-    "from renewals.cli import main; sys.argv[0] = 'renewals'; main()",
-)
-
-
+# A worker as the Procfile runs it (`renewals worker --pool threads --concurrency C`), with a
+# pool choice for the comparison.
 def start_worker(
-    env: dict[str, str], cwd: Path, *, concurrency: int, pool: str = "prefork"
+    env: dict[str, str], cwd: Path, *, concurrency: int, pool: str = "threads"
 ) -> Process:
-    args = ["worker", "--concurrency", str(concurrency)]
-    python: Sequence[str] = ()
-    if pool == "gevent-patched":
-        python, pool = GEVENT_ENTRY, "gevent"
-    if pool != "prefork":
-        args += ["--pool", pool]
-    process = spawn(args, env, cwd, "worker", python)
+    args = ["worker", "--concurrency", str(concurrency), "--pool", pool]
+    process = spawn(args, env, cwd, "worker")
     process.wait_for(" ready.", "the worker")
     return process
 

@@ -119,6 +119,11 @@ def summary(report: dict[str, Any]) -> str:
         "worker_peak_rss_mb",
         "worker_peak_pss_mb",
         "sweep_claim_rows_per_s",
+        "import_rows",
+        "import_rows_per_s_postgres",
+        "import_second_s_postgres",
+        "import_rows_per_s_sqlite",
+        "import_second_s_sqlite",
         "duplicate_charges",
     ):
         lines.append(f"{key:28} {_cell(head.get(key))}")

@@ -1,7 +1,8 @@
 """``make bench-quick`` / ``make bench``: every benchmark figure in one report.
 
     python -m bench.run --quick      # under 3 minutes: no concurrency sweep, no pool
-                                     # comparison, no 1,000,000-row sweep
+                                     # comparison, no 1,000,000-row sweep, 10,000 rows
+                                     # imported instead of 100,000
     python -m bench.run              # everything, and docs/bench-concurrency.png
 
 Writes ``bench-report.json`` in the working directory and prints a short table. The sandbox
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backends, cost, e2e, report
+from bench import backends, cost, e2e, import_rows, report
 from bench.baseline import bare_httpx
 from bench.plot import PLOT, concurrency_plot
 from bench.sandbox import API_KEY, Sandbox
@@ -32,7 +33,11 @@ from renewals.sandbox.client import SandboxCards
 
 SWEEP_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 POOL_CONCURRENCY = (4, 16, 64)
-POOLS = ("prefork", "threads", "gevent", "gevent-patched")
+POOLS = ("prefork", "threads", "gevent")
+# `renewals subscriptions import` of generated rows (bench/import_rows.py); the quick run
+# imports a tenth, a few tens of seconds on both databases.
+IMPORT_ROWS = 100_000
+IMPORT_ROWS_QUICK = 10_000
 
 
 def sandbox_ceiling(seconds: float) -> dict[str, Any]:
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             e2e.RunSpec(
                 backends.POSTGRES,
                 n=45 if args.quick else 150,
-                concurrency=4,  # the Procfile's worker
+                concurrency=4,
                 latency_ms=latency,
                 sandbox_rate_limit_per_s=4.0,
                 client_rate_limit_per_s=3.0,
@@ -226,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
             backends.POSTGRES: cost.measure(sandbox, backends.POSTGRES, claimed=500, sample=50),
             backends.EMBEDDED: cost.measure(sandbox, backends.EMBEDDED, claimed=500, sample=50),
         }
+        rows = IMPORT_ROWS_QUICK if args.quick else IMPORT_ROWS
+        print(f"bulk import of {rows:,} rows, twice ...", flush=True)
+        out["import_rows"] = import_rows.main(["--rows", str(rows)])
         if not args.quick:
             _full(bench, out, latency, args.plot)
         bare_per_s, _ = bench.bare(c, latency, min(n, 2000))
@@ -243,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
                 "n": large["rows"],
                 "source": "bench/sweep_claim.py (the drain, nothing published)",
             }
+        out["headline"].update(import_rows.figures(out["import_rows"]))
         out["runs"] = bench.runs
     finally:
         sandbox.stop()
@@ -291,8 +300,9 @@ def _pools(bench: Bench, out: dict[str, Any], latency: float) -> None:
                 concurrency=c,
                 latency_ms=latency,
                 pool=pool,
-                # the same run as the concurrency sweep's for prefork; a bound for the rest
-                max_wait_s=None if pool == "prefork" else 150,
+                # the same run as the concurrency sweep's for the Procfile's pool (threads);
+                # a bound for the rest
+                max_wait_s=None if pool == "threads" else 150,
             )
             pools.append(bench.e2e(f"pool-{pool}-c{c}", spec))
     out["pools"] = pools

@@ -1,5 +1,5 @@
 """``python -m renewals``: the same as the ``renewals`` command."""
 
-from renewals.cli import main
+from renewals.launch import main
 
 main()

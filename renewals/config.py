@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from renewals.crashpoints import parse as parse_crash_points
 from renewals.domain.dunning import parse_day_list, parse_durations
 from renewals.domain.reconciliation import UnknownRecheckPolicy
 
@@ -40,12 +41,18 @@ BROKER_SCHEMES = (
     "memory",
 )
 
+# A task is killed after this long (renewals.worker.celery_app): the broker's visibility
+# timeout must be longer, so a message is only redelivered when its worker really died.
+TASK_TIME_LIMIT_S = 90
+
 DEFAULT_API_KEY = "sk_test_local"  # published in the README, not a secret
 DEFAULT_WEBHOOK_SECRET = "whsec_local"  # noqa: S105 - published in the README, not a secret
 # Anyone can sign a webhook with a secret printed in our README or the sandbox's code, so
 # production refuses all of them (the sandbox's own default is published too).
 PUBLISHED_WEBHOOK_SECRETS = frozenset({DEFAULT_WEBHOOK_SECRET, "whsec_sandbox"})
 TEST_KEY_PREFIX = "sk_test_"
+# A guessable signing secret lets anyone forge "renewed" to the merchant's backend.
+MIN_MERCHANT_SECRET_LEN = 24
 
 
 class ConfigError(Exception):
@@ -106,6 +113,10 @@ class Settings(BaseSettings):
     metrics_dir: str = f"{VAR_DIR}/metrics"
 
     sweep_interval: float = Field(default=30.0, gt=0)
+    # Redis only: how long an unacknowledged message stays invisible before Redis hands it
+    # out again. Far above the task time limits in production (checked); fault tests set
+    # it short to make a slow charge's message be delivered twice.
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
     lease_seconds: int = Field(default=300, ge=10)
     max_charge_amount: int = Field(default=1_000_000, gt=0)
     trust_idempotency_keys: bool = False
@@ -119,6 +130,17 @@ class Settings(BaseSettings):
     merchant_of_record: bool = False
     checkout_success_url: str = "http://127.0.0.1:8000/billing/success"
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/cancel"
+    # The merchant's backend, told of every subscription status change, refund and dispute
+    # (docs/merchant-webhooks.md). None: no event is written at all.
+    merchant_webhook_url: str | None = None
+    # Signs every delivery; there is no default, so a URL without a secret stops start-up.
+    merchant_webhook_secret: SecretStr = SecretStr("")
+    # After a failed delivery, wait these in turn; one more failure then marks it failed.
+    merchant_webhook_retry_delays: str = "1m,5m,30m,2h,12h,24h"
+    merchant_webhook_timeout: float = Field(default=10.0, gt=0)
+    # Fault testing only (renewals.crashpoints): points where the process kills itself. Read
+    # here so a typo fails at start-up and production refuses it; never set in production.
+    crash_points: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -167,6 +189,12 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("crash_points")
+    @classmethod
+    def _crash_points(cls, value: str) -> str:
+        parse_crash_points(value)  # raises ValueError naming the unknown point
+        return value
+
     @field_validator("unknown_recheck_delays")
     @classmethod
     def _durations(cls, value: str) -> str:
@@ -175,6 +203,38 @@ class Settings(BaseSettings):
             raise ValueError("give at least one delay, e.g. 5m,1h,24h")
         UnknownRecheckPolicy(delays=delays)  # raises ValueError: zero or decreasing delays
         return value
+
+    @field_validator("merchant_webhook_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        if not value:  # RENEWALS_MERCHANT_WEBHOOK_URL= (empty) means none
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("merchant_webhook_retry_delays")
+    @classmethod
+    def _retry_delays(cls, value: str) -> str:
+        delays = parse_durations(value, name="delays")
+        if any(delay <= timedelta(0) for delay in delays):
+            raise ValueError("every delay must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _merchant_webhook_signed(self) -> Settings:
+        """A URL needs a secret (production lists this with its other problems)."""
+        if self.env == "production":
+            return self
+        if self.merchant_webhook_url and not self.merchant_webhook_secret.get_secret_value():
+            raise PydanticCustomError(
+                "unsigned_merchant_webhooks",
+                f"{ENV_PREFIX}MERCHANT_WEBHOOK_SECRET: is empty, but "
+                f"{ENV_PREFIX}MERCHANT_WEBHOOK_URL is set; every event is signed with it, so "
+                "set it to a long random string and share it with the merchant's backend",
+            )
+        return self
 
     @field_validator("dunning_retry_days", "action_reminder_days")
     @classmethod
@@ -201,6 +261,14 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def faststar_call_bound_s(self) -> float:
+        """The longest one FastStar call can take by the client's timeouts: waiting for a
+        pooled connection and connecting (each the connect timeout), writing the request
+        and reading the answer (each the read timeout). Under the threads pool nothing else
+        stops a hung call, so this should stay well below the renewal's lease."""
+        return 2 * self.faststar_connect_timeout + 2 * self.faststar_read_timeout
+
+    @property
     def dunning_days(self) -> tuple[int, ...]:
         return parse_day_list(self.dunning_retry_days, name="retry days")
 
@@ -222,6 +290,10 @@ class Settings(BaseSettings):
         return tuple(dict.fromkeys(s.strip() for s in listed.split(",") if s.strip()))
 
     @property
+    def merchant_retry_delays(self) -> tuple[timedelta, ...]:
+        return parse_durations(self.merchant_webhook_retry_delays, name="retry delays")
+
+    @property
     def unknown_recheck(self) -> tuple[timedelta, ...]:
         return parse_durations(self.unknown_recheck_delays, name="recheck delays")
 
@@ -235,7 +307,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """Secret values the log redactor must never let through."""
-        values = [self.faststar_api_key.get_secret_value(), *self.webhook_secrets()]
+        values = [
+            self.faststar_api_key.get_secret_value(),
+            *self.webhook_secrets(),
+            self.merchant_webhook_secret.get_secret_value(),
+        ]
         mail_password = urlsplit(self.mail_url).password
         if mail_password:  # the SMTP password inside RENEWALS_MAIL_URL
             values += [mail_password, unquote(mail_password)]
@@ -292,6 +368,18 @@ def production_problems(settings: Settings) -> list[str]:
             f"{old_var}: lists a published default secret, which anyone could sign "
             f"webhooks with; remove it from {old_var}"
         )
+    merchant_var = f"{ENV_PREFIX}MERCHANT_WEBHOOK_SECRET"
+    merchant_secret = settings.merchant_webhook_secret.get_secret_value().strip()
+    if settings.merchant_webhook_url and merchant_secret in PUBLISHED_WEBHOOK_SECRETS:
+        problems.append(
+            f"{merchant_var}: a published secret cannot sign events in production (anyone "
+            f"could forge them); set {merchant_var} to a long random string"
+        )
+    elif settings.merchant_webhook_url and len(merchant_secret) < MIN_MERCHANT_SECRET_LEN:
+        problems.append(
+            f"{merchant_var}: is shorter than {MIN_MERCHANT_SECRET_LEN} characters; set "
+            f"{merchant_var} to a long random string (e.g. `openssl rand -hex 32`)"
+        )
     key_var = f"{ENV_PREFIX}FASTSTAR_API_KEY"
     api_key = settings.faststar_api_key.get_secret_value().strip()
     if api_key == DEFAULT_API_KEY:
@@ -304,6 +392,17 @@ def production_problems(settings: Settings) -> list[str]:
             f"{key_var}: is a test key ({TEST_KEY_PREFIX}…), which charges no real card; "
             f"set {key_var} to your live secret key, or set "
             f"{ENV_PREFIX}ALLOW_TEST_KEYS=true if this deployment is meant to use test mode"
+        )
+    vt_var = f"{ENV_PREFIX}BROKER_VISIBILITY_TIMEOUT"
+    if settings.broker_visibility_timeout <= TASK_TIME_LIMIT_S:
+        problems.append(
+            f"{vt_var}: must exceed the task time limit ({TASK_TIME_LIMIT_S} s), or a message "
+            f"is handed out again while its task still runs; leave {vt_var} unset (3600)"
+        )
+    if settings.crash_points.strip():
+        crash_var = f"{ENV_PREFIX}CRASH_POINTS"
+        problems.append(
+            f"{crash_var}: arms crash points, which exist only for fault testing; unset {crash_var}"
         )
     return problems
 

@@ -67,3 +67,21 @@ def test_charge_calls_per_second_from_send_times() -> None:
     sends = [start + timedelta(milliseconds=100 * n) for n in range(12)]  # 10 then 2
     assert charge_calls_per_second(sends) == {"sent_peak_per_s": 10, "sent_per_busy_s": 6.0}
     assert charge_calls_per_second([])["sent_peak_per_s"] is None
+
+
+def test_import_figures_flatten_per_database() -> None:
+    from bench.import_rows import figures
+
+    result = {
+        "rows": 100_000,
+        "first_s": 12.5,
+        "first_rows_per_s": 8000,
+        "second_s": 4.0,
+        "load_before_first": 9.5,
+        "load_before_second": 10.0,
+    }
+    flat = figures([{**result, "database": "postgres"}, {**result, "database": "sqlite"}])
+    assert flat["import_rows_per_s_postgres"] == flat["import_rows_per_s_sqlite"] == 8000
+    assert flat["import_second_s_postgres"] == 4.0
+    assert flat["import_load_sqlite"] == [9.5, 10.0]
+    assert flat["import_rows"] == 100_000

@@ -79,8 +79,10 @@ def test_views_and_report(
     kinds = [e["kind"] for e in events]
     assert {"period", "attempt", "email", "audit"} <= set(kinds)
     assert any("card_declined" in e["text"] for e in events if e["kind"] == "attempt")
-    emails = [e["text"] for e in events if e["kind"] == "email"]
-    assert emails and all("***@" in text for text in emails)  # never a full address
+    emails = [e for e in events if e["kind"] == "email"]
+    assert emails and all("***@" in e["text"] for e in emails)  # never a full address
+    # Each names its id, what `renewals resend-email` takes.
+    assert all(e["text"].startswith(f"email {e['message_id']}: ") for e in emails)
 
     # The declined customer switches to a good card: the first retry recovers the period.
     good = attach_card(settings, sandbox, customer_of(engine, declined), CARDS["success"])

@@ -1,10 +1,12 @@
 """The ``renewals`` command line: thin wrappers that parse arguments and call services."""
 
 from renewals.cli import (
+    check,
     commands,
     db,
     demo,
     doctor,
+    imports,
     metrics,
     operators,
     processes,
@@ -15,10 +17,12 @@ from renewals.cli import (
 from renewals.cli.root import main
 
 __all__ = [
+    "check",
     "commands",
     "db",
     "demo",
     "doctor",
+    "imports",
     "main",
     "metrics",
     "operators",

@@ -172,7 +172,7 @@ def _faststar(exc: Exception, settings: Settings | None) -> str | None:
 
 def _input(exc: Exception, settings: Settings | None) -> str | None:
     from renewals.domain.money import InvalidChargeError
-    from renewals.services.subscriptions import SubscriptionInputError
+    from renewals.domain.subscription_input import SubscriptionInputError
 
     if isinstance(exc, ConfigError | InvalidChargeError | SubscriptionInputError):
         return str(exc)

@@ -19,8 +19,8 @@ def metrics_command(host: str, port: int) -> None:
 
     settings = settings_or_exit()
     prepare(settings)
-    from renewals.metrics.exposition import with_metrics
     from renewals.runtime import utcnow
+    from renewals.webhooks.metrics_endpoint import with_metrics
 
     app = with_metrics(None, get_engine(settings.database_url), utcnow)
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)

@@ -23,9 +23,9 @@ def webhooks(host: str, port: int) -> None:
     settings = settings_or_exit()
     prepare(settings)  # before the imports below create any metric
     from renewals.domain.work import Work
-    from renewals.metrics.exposition import with_metrics
     from renewals.runtime import utcnow
     from renewals.webhooks.app import WebhookApp
+    from renewals.webhooks.metrics_endpoint import with_metrics
     from renewals.worker.publish import publish
     from renewals.worker.tasks import TASKS
 

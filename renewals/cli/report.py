@@ -46,6 +46,7 @@ def _text(report: dict[str, Any]) -> str:
     recovered, sca = report["recovered"], report["sca"]
     rate = sca["completion_rate"]
     unknown, outbox = report["unknown_backlog"], report["outbox_backlog"]
+    events = report["merchant_events"]
     out += [
         "",
         f"recovered:       {recovered['count']} renewal(s), {_money(recovered['amounts'])} "
@@ -70,6 +71,13 @@ def _text(report: dict[str, Any]) -> str:
             if outbox["oldest_waiting_since"]
             else ""
         ),
+        f"merchant events: {events['waiting']} waiting, {events['failed']} failed"
+        + (
+            f", oldest since {when(events['oldest_waiting_since'])}"
+            if events["oldest_waiting_since"]
+            else ""
+        )
+        + (" (failed: not delivered after every retry)" if events["failed"] else ""),
         f"open reviews:    {report['open_reviews']}"
         + (": see `renewals reviews`" if report["open_reviews"] else ""),
     ]

@@ -13,8 +13,9 @@ from renewals.logs import configure_logging
 def settings_or_exit() -> Settings:
     """Validated settings with logging configured, or a clear error naming every bad variable.
 
-    Also creates the folders the configured paths need (database, broker, mail): whichever
-    process of the embedded default starts first, it must not fail on a missing ``var/``.
+    Also creates the folders the configured paths need (database, broker, mail), and the
+    SQLite broker's tables and queue: whichever process of the embedded default starts
+    first, it must not fail on a missing ``var/`` or race another on the broker's schema.
     """
     try:
         settings = load_settings()
@@ -27,7 +28,23 @@ def settings_or_exit() -> Settings:
         raise click.ClickException(
             f"cannot create a folder the configuration needs: {exc}"
         ) from None
+    prepare_broker(settings)
     return settings
+
+
+def prepare_broker(settings: Settings) -> None:
+    """The embedded broker's schema and queue, before any process connects to it: kombu
+    creates them racily when processes start together (``renewals.sqlite_broker``)."""
+    from renewals.sqlite_broker import is_sqlite_broker, prepare_sqlite_broker
+
+    if not is_sqlite_broker(settings.broker_url):
+        return
+    from renewals.worker.names import TASK_QUEUE
+
+    try:
+        prepare_sqlite_broker(settings.broker_url, [TASK_QUEUE])
+    except Exception as exc:  # SQLAlchemy's errors; any of them means the same to a person
+        raise click.ClickException(f"cannot prepare the SQLite broker: {exc}") from None
 
 
 @click.group(cls=FriendlyGroup)

@@ -469,6 +469,10 @@ class ReviewKind(StrEnum):
     # The final action after a 402 is due but FastStar has not answered about the renewal's
     # Checkout Sessions for a day: nothing is canceled without that answer.
     FINAL_ACTION_UNCONFIRMED = "final_action_unconfirmed"
+    # FastStar reported a refund, or a dispute, of a payment (of ours, or unmatched): the
+    # merchant's backend was told; an operator confirms what it means for the customer.
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
 
 
 class ReviewStatus(StrEnum):

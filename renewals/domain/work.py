@@ -26,6 +26,8 @@ class Work(StrEnum):
     WEBHOOK = "webhook"
     # Outbox ids: an email to deliver.
     DELIVER = "deliver"
+    # Merchant event ids: a signed webhook to the merchant's backend.
+    MERCHANT_EVENT = "merchant_event"
 
 
 RENEWAL_WORK: frozenset[Work] = frozenset({Work.CHARGE, Work.RECHECK, Work.FOLLOW_UP})

@@ -22,6 +22,8 @@ from typing import Final, Self, TypeVar
 import httpx
 import structlog
 
+from renewals.crashpoints import crash_point
+
 from ._classify import (
     classify_charge_response,
     classify_charge_transport_error,
@@ -75,6 +77,13 @@ _JSON: Final = "application/json"
 
 _logger = structlog.get_logger(__name__)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _crash_before_reading_a_charge(response: httpx.Response) -> None:
+    # httpx calls response hooks once the status line and headers are in, before the body
+    # is read: FastStar has answered the charge and we have not read what it said.
+    if response.request.method == "POST" and response.request.url.path.endswith("/charge"):
+        crash_point("request_sent_response_unread")
 
 
 def _check_id(value: object, prefix: str, name: str) -> str:
@@ -154,6 +163,7 @@ class FastStarClient:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self._api_key = api_key
         self._base_url = str(url).rstrip("/")
+        self._max_connections = max_connections
         self._limiter = (
             None
             if rate_limit_per_s is None
@@ -171,6 +181,7 @@ class FastStarClient:
             transport=transport,
             follow_redirects=False,  # a redirected POST could be replayed or lose its body
             trust_env=trust_env,
+            event_hooks={"response": [_crash_before_reading_a_charge]},
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -181,6 +192,11 @@ class FastStarClient:
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    @property
+    def max_connections(self) -> int:
+        """The connection pool's size: calls beyond it wait for a free connection."""
+        return self._max_connections
 
     def close(self) -> None:
         """Close pooled connections. Idempotent."""

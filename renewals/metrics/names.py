@@ -1,7 +1,7 @@
 """Every metric the service exposes: name, type, labels and meaning, in one table.
 
 The instruments (:mod:`renewals.metrics.instruments`) and the database collector
-(:mod:`renewals.metrics.collector`) take their names and help texts from here, docs/metrics.md
+(:mod:`renewals.services.backlog_gauges`) take their names and help texts from here, docs/metrics.md
 describes each row, and the tests check that the alert rules name only these.
 """
 
@@ -140,6 +140,27 @@ OUTBOX_FAILED = Metric(
     "Emails that failed for good (rejected address or message).",
     "database",
 )
+MERCHANT_EVENTS_WAITING = Metric(
+    "renewals_merchant_events_waiting",
+    "gauge",
+    (),
+    "Events for the merchant's backend not yet delivered (pending or sending).",
+    "database",
+)
+MERCHANT_EVENTS_OLDEST_AGE = Metric(
+    "renewals_merchant_events_oldest_waiting_age_seconds",
+    "gauge",
+    (),
+    "Age of the oldest merchant event waiting to be delivered. 0 when none.",
+    "database",
+)
+MERCHANT_EVENTS_FAILED = Metric(
+    "renewals_merchant_events_failed",
+    "gauge",
+    (),
+    "Merchant events that failed for good (every retry refused).",
+    "database",
+)
 OPEN_REVIEWS = Metric(
     "renewals_open_reviews",
     "gauge",
@@ -179,6 +200,9 @@ CATALOGUE: tuple[Metric, ...] = (
     OUTBOX_WAITING,
     OUTBOX_OLDEST_AGE,
     OUTBOX_FAILED,
+    MERCHANT_EVENTS_WAITING,
+    MERCHANT_EVENTS_OLDEST_AGE,
+    MERCHANT_EVENTS_FAILED,
     OPEN_REVIEWS,
     HALTED,
     OPERATOR_COMMANDS,

@@ -4,6 +4,7 @@ from renewals.models.audit import AuditEvent
 from renewals.models.base import Base
 from renewals.models.billing import Customer, PaymentMethod, Subscription
 from renewals.models.leases import SweepLease
+from renewals.models.merchant_events import MerchantEvent
 from renewals.models.operations import OperatorCommand, Switch
 from renewals.models.outbox import OutboxMessage
 from renewals.models.reconciliation import CheckoutSessionRecord, InboxEvent, PaymentReview
@@ -17,6 +18,7 @@ __all__ = [
     "CheckoutSessionRecord",
     "Customer",
     "InboxEvent",
+    "MerchantEvent",
     "OperatorCommand",
     "OutboxMessage",
     "PaymentMethod",

@@ -22,18 +22,38 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# A saved card whose masked details (brand, last4, expiry) have not been read from FastStar
+# yet: imported cards and cards changed through the API; renewals.services.cards reads them
+# in batches. The partial index holds exactly those rows.
+DETAILS_MISSING_SQL = "details_fetched_at IS NULL"
+
+
 class PaymentMethod(Base):
-    """The masked card FastStar returned on attach; the card number never reaches us."""
+    """The masked card FastStar returned on attach; the card number never reaches us.
+
+    Brand, last4 and expiry are unknown (NULL) until ``details_fetched_at`` is set: a card
+    imported by its ``pm_`` id is charged by that id alone, and its details are only for
+    emails (receipt, card expiring) and people."""
 
     __tablename__ = "payment_methods"
+    __table_args__ = (
+        Index(
+            "ix_payment_methods_details_missing",
+            "customer_id",
+            sqlite_where=text(DETAILS_MISSING_SQL),
+            postgresql_where=text(DETAILS_MISSING_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     faststar_id: Mapped[str] = mapped_column(String(64), unique=True)  # pm_…
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-    brand: Mapped[str] = mapped_column(String(32))
-    last4: Mapped[str] = mapped_column(String(4))
-    exp_month: Mapped[int] = mapped_column(Integer)
-    exp_year: Mapped[int] = mapped_column(Integer)
+    brand: Mapped[str | None] = mapped_column(String(32))
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    # When FastStar's masked details were read (NULL: still to fetch).
+    details_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -49,6 +69,10 @@ class Subscription(Base):
     Period *n* starts at ``anchor + n intervals`` (see :mod:`renewals.domain.periods`).
     ``next_period_index`` is the first period not yet materialised as a renewal, and
     ``next_renewal_at`` its start: a copy kept only so the sweep can find due work by index.
+
+    ``pending_*`` is a change of price asked for through the API: it applies to periods
+    from ``pending_from_index`` on, and the sweep folds it into ``amount``/``price_id`` when
+    it materialises the first of them (see docs/integration.md, "From the next period").
     """
 
     __tablename__ = "subscriptions"
@@ -66,6 +90,8 @@ class Subscription(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The merchant's own id (import, API); NULL for subscriptions added from the CLI.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     payment_method_id: Mapped[int] = mapped_column(ForeignKey("payment_methods.id"))
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units
@@ -84,7 +110,18 @@ class Subscription(Base):
     # The newest period that has been paid for (off-session or on-session).
     current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending_amount: Mapped[int | None] = mapped_column(BigInteger)
+    pending_price_id: Mapped[str | None] = mapped_column(String(64))
+    pending_from_index: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def next_amount(self) -> int:
+        """What the next period to materialise will cost (a pending change included)."""
+        pending, start = self.pending_amount, self.pending_from_index
+        if pending is not None and start is not None and self.next_period_index >= start:
+            return pending
+        return self.amount
 
     customer: Mapped[Customer] = relationship(lazy="raise")
     payment_method: Mapped[PaymentMethod] = relationship(lazy="raise")

@@ -36,8 +36,31 @@ def _sqlite_url(url: str) -> str:
     return url
 
 
-def create_db_engine(url: str) -> Engine:
-    """A new engine for ``url`` with the per-dialect settings described above."""
+# Connections an engine keeps when nothing says how many tasks run at once in the process
+# (the CLI, the web process, a prefork child running one task at a time).
+DEFAULT_POOL_SIZE = 5
+# Beyond one connection per concurrent task: the few moments a task's code holds a second
+# one, and whatever runs beside the tasks (the drain's chain, a heartbeat).
+POOL_HEADROOM = 5
+
+_sizing: dict[str, int | None] = {"tasks_at_once": None}
+
+
+def expect_tasks_at_once(count: int | None) -> None:
+    """Size this process's engines for ``count`` tasks running at once (a threads or gevent
+    worker pool runs its whole concurrency in one process); engines made before are
+    disposed of so the next use builds one of the right size."""
+    _sizing["tasks_at_once"] = count
+    dispose_engines()
+
+
+def tasks_at_once() -> int | None:
+    return _sizing["tasks_at_once"]
+
+
+def create_db_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """A new engine for ``url`` with the per-dialect settings described above; ``pool_size``
+    (PostgreSQL) is how many connections it keeps, one per task that may run at once."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -63,7 +86,12 @@ def create_db_engine(url: str) -> Engine:
     # connection the server dropped fails its first statement instead; the task fails before
     # anything was sent and the sweep hands the work out again. Recycling keeps connections
     # younger than common idle timeouts.
-    return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=1800)
+    return create_engine(
+        url,
+        pool_size=pool_size or DEFAULT_POOL_SIZE,
+        max_overflow=POOL_HEADROOM,
+        pool_recycle=1800,
+    )
 
 
 def get_engine(url: str) -> Engine:
@@ -72,7 +100,7 @@ def get_engine(url: str) -> Engine:
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = create_db_engine(url)
+            engine = _engines[key] = create_db_engine(url, pool_size=tasks_at_once())
         return engine
 
 

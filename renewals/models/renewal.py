@@ -91,6 +91,13 @@ class Renewal(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What FastStar reported after the payment: the total refunded so far, and the payment's
+    # dispute (its FastStar id and status). Only renewals.transitions.adjustments sets them.
+    refunded_amount: Mapped[int | None] = mapped_column(BigInteger)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dispute_id: Mapped[str | None] = mapped_column(String(64))
+    dispute_status: Mapped[str | None] = mapped_column(String(32))
+    dispute_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChargeAttempt(Base):

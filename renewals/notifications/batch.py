@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 
 from renewals import metrics, transitions
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.domain.states import OutboxEvent
 from renewals.logs import redact_text
 from renewals.models.db import unit_of_work
@@ -125,6 +126,9 @@ def _send_one(
             queued_at=message.created_at,
             settings=settings,
         )
+        # Rows claimed and committed, this email not sent: a crash here leaves the batch
+        # `sending` until its lease expires (docs/crash-points.md).
+        crash_point("outbox_written_not_delivered")
         sender.send(email)
     except (InvalidEmail, PermanentSendError) as exc:
         return SendOutcome(message, OutboxEvent.REJECTED, _redacted(exc, settings))

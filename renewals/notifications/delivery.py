@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 
 from renewals import metrics, transitions
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.domain.states import OutboxEvent
 from renewals.logs import redact_text
 from renewals.models import OutboxMessage
@@ -79,6 +80,7 @@ def deliver(
             queued_at=queued_at,
             settings=settings,
         )
+        crash_point("outbox_written_not_delivered")
         sender.send(message)
     except (InvalidEmail, PermanentSendError) as exc:
         event, error = OutboxEvent.REJECTED, str(exc)

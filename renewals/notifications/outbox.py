@@ -28,6 +28,27 @@ def dedupe_key(subscription_id: int, period_start: datetime | None, kind: str, s
     return f"{subscription_id}:{period}:{kind}:{seq}"
 
 
+def email_values(
+    *,
+    subscription_id: int,
+    renewal_id: int | None,
+    period_start: datetime | None,
+    kind: str,
+    sequence: int,
+    recipient: str,
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """What an email's outbox row says, before the state owner queues it."""
+    return {
+        "dedupe_key": dedupe_key(subscription_id, period_start, kind, sequence),
+        "subscription_id": subscription_id,
+        "renewal_id": renewal_id,
+        "kind": kind,
+        "recipient": recipient,
+        "context": context,
+    }
+
+
 def queue_email(
     session: Session,
     *,
@@ -44,12 +65,15 @@ def queue_email(
     return transitions.queue_message(
         session,
         now=now,
-        dedupe_key=dedupe_key(subscription_id, period_start, kind, sequence),
-        subscription_id=subscription_id,
-        renewal_id=renewal_id,
-        kind=kind,
-        recipient=recipient,
-        context=context,
+        **email_values(
+            subscription_id=subscription_id,
+            renewal_id=renewal_id,
+            period_start=period_start,
+            kind=kind,
+            sequence=sequence,
+            recipient=recipient,
+            context=context,
+        ),
     )
 
 

@@ -52,6 +52,12 @@ class Sender(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
 
+def eml_name(key: str) -> str:
+    """The file a ``file://`` mail URL writes an outbox row's email to (by its dedupe key)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    return f"{safe}.eml"
+
+
 def batch_of(sender: Sender) -> AbstractContextManager[Sender]:
     """A sender for many messages in a row: the sender's own ``batch()`` when it has one
     (SMTP: one connection), otherwise the sender itself."""
@@ -69,8 +75,7 @@ class FileSender:
     def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = str(message["X-Renewals-Key"] or message["Message-ID"]).strip("<>")
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        target = self.directory / f"{safe}.eml"
+        target = self.directory / eml_name(name)
         partial = target.with_suffix(".eml.tmp")
         partial.write_bytes(message.as_bytes())
         partial.replace(target)  # atomic: a reader never sees half a message

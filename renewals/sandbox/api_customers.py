@@ -163,6 +163,8 @@ def charge(state: SandboxState, request: ApiRequest, customer_id: str) -> Reply:
         raise bad_request(f"Payment method {payment_method_id} is detached")
 
     behaviour = card.behaviour
+    if behaviour == ChargeBehaviour.SUCCEEDS:
+        behaviour = _mixed(state)
     if behaviour == ChargeBehaviour.FAILS_BEFORE_CHARGE:
         return failure(500, _PROCESSING_ERROR)
     if behaviour == ChargeBehaviour.AUTHENTICATION_REQUIRED or behaviour in DECLINES:
@@ -201,6 +203,24 @@ def charge(state: SandboxState, request: ApiRequest, customer_id: str) -> Reply:
     )
     reply.drop_after_headers = behaviour == ChargeBehaviour.DROPS_AFTER_CHARGE
     return reply
+
+
+def _mixed(state: SandboxState) -> ChargeBehaviour:
+    """What the sandbox-wide failure mix makes of a charge that would succeed."""
+    config = state.config
+    roll = state.mix_random.random()
+    for fraction, behaviour in (
+        (config.mix_decline, ChargeBehaviour.CARD_DECLINED),
+        (config.mix_authentication, ChargeBehaviour.AUTHENTICATION_REQUIRED),
+        (config.mix_lost_response, ChargeBehaviour.DROPS_AFTER_CHARGE),
+        (config.mix_error_after_charge, ChargeBehaviour.FAILS_AFTER_CHARGE),
+    ):
+        if roll < fraction:
+            if behaviour == ChargeBehaviour.CARD_DECLINED and state.mix_random.random() < 0.5:
+                return ChargeBehaviour.INSUFFICIENT_FUNDS
+            return behaviour
+        roll -= fraction
+    return ChargeBehaviour.SUCCEEDS
 
 
 def _emit_failed(

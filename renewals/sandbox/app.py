@@ -82,6 +82,8 @@ ROUTES: list[tuple[str, dict[str, Callable[..., Reply]]]] = [
     ("sandbox/checkout/sessions/*/complete", {"POST": api_checkout.complete_session}),
     ("sandbox/checkout/sessions/*/expire", {"POST": api_checkout.expire_session}),
     ("sandbox/charges", {"GET": api_controls.list_charges}),
+    ("sandbox/payments/*/refund", {"POST": api_controls.refund_payment}),
+    ("sandbox/payments/*/dispute", {"POST": api_controls.dispute_payment}),
     ("sandbox/events", {"GET": api_controls.list_events}),
     ("sandbox/config", {"GET": api_controls.get_config, "POST": api_controls.update_config}),
     ("sandbox/reset", {"POST": api_controls.reset}),

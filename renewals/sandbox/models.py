@@ -165,3 +165,34 @@ class Price(Record):
 
     def public(self) -> JSON:
         return self.to_row()
+
+
+@dataclass(slots=True)
+class Refund(Record):
+    """A refund of (part of) an executed charge (Part B: ``re_`` ids)."""
+
+    id: str
+    payment_id: str
+    amount: int
+    currency: str
+    created: int
+
+    def public(self) -> JSON:
+        return self.to_row()
+
+
+@dataclass(slots=True)
+class Dispute(Record):
+    """A cardholder's dispute of an executed charge (Part B: ``dp_`` ids and statuses
+    ``needs_response``, ``under_review``, ``won``, ``lost``)."""
+
+    id: str
+    payment_id: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+    created: int
+
+    def public(self) -> JSON:
+        return self.to_row()

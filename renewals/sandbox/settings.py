@@ -42,6 +42,19 @@ class SandboxConfig:
     ``checkout_session_id`` ...), so the engine is tested against what FastStar promises."""
     merchant_of_record: bool = False
     """Reject ad hoc checkout line items, as FastStar does for Merchant-of-Record merchants."""
+    # A sandbox-wide failure mix (fractions 0..1 of off-session charges on cards that would
+    # succeed), so that a run exercises every outcome without a special card per customer.
+    # One roll per first execution; a same-key replay answers as the first time did.
+    mix_decline: float = 0.0
+    """Declined (card_declined or insufficient_funds); nothing charged."""
+    mix_authentication: float = 0.0
+    """402 authentication required; nothing charged."""
+    mix_lost_response: float = 0.0
+    """Charged, then the connection drops after the response head (a lost response)."""
+    mix_error_after_charge: float = 0.0
+    """Charged, then answered 500."""
+    mix_seed: int | None = None
+    """Seed of the mix's random draws (set to replay a run); None draws from the OS."""
 
     def to_json(self) -> JSON:
         return dataclasses.asdict(self)
@@ -79,6 +92,18 @@ def _attempts(name: str, value: Any) -> Any:
     return value
 
 
+def _fraction(name: str, value: Any) -> Any:
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise bad_request(f"config {name} must be a number from 0 to 1")
+    return float(value)
+
+
+def _int_or_null(name: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise bad_request(f"config {name} must be an integer or null")
+    return value
+
+
 def _url_or_null(name: str, value: Any) -> Any:
     if value is None:
         return None
@@ -108,6 +133,11 @@ _CHECKERS: dict[str, Callable[[str, Any], Any]] = {
     "webhook_timeout_s": _positive,
     "webhook_documented_shape": _boolean,
     "merchant_of_record": _boolean,
+    "mix_decline": _fraction,
+    "mix_authentication": _fraction,
+    "mix_lost_response": _fraction,
+    "mix_error_after_charge": _fraction,
+    "mix_seed": _int_or_null,
 }
 if set(_CHECKERS) != {f.name for f in dataclasses.fields(SandboxConfig)}:  # pragma: no cover
     raise RuntimeError("every SandboxConfig field needs a checker in _CHECKERS")
@@ -119,4 +149,13 @@ def merged(config: SandboxConfig, update: JSON) -> SandboxConfig:
     if unknown:
         raise bad_request(f"unknown config key(s): {', '.join(unknown)}")
     checked = {name: _CHECKERS[name](name, value) for name, value in update.items()}
-    return dataclasses.replace(config, **checked)
+    result = dataclasses.replace(config, **checked)
+    mix = (
+        result.mix_decline
+        + result.mix_authentication
+        + result.mix_lost_response
+        + result.mix_error_after_charge
+    )
+    if mix > 1:
+        raise bad_request("config mix_* fractions must add up to at most 1")
+    return result

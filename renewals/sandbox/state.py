@@ -7,6 +7,7 @@ awaiting in between reads and writes, so no locking is needed.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -15,10 +16,12 @@ from renewals.sandbox.ids import new_id
 from renewals.sandbox.models import (
     CheckoutSession,
     Customer,
+    Dispute,
     PaymentMethod,
     Price,
     Product,
     Record,
+    Refund,
     SetupIntent,
 )
 from renewals.sandbox.persistence import Persistence
@@ -43,11 +46,15 @@ class SandboxState:
         self.checkout_sessions: dict[str, CheckoutSession] = {}
         self.products: dict[str, Product] = {}
         self.prices: dict[str, Price] = {}
+        self.refunds: dict[str, Refund] = {}
+        self.disputes: dict[str, Dispute] = {}
         self.charges: list[JSON] = []
         """Every charge the sandbox executed: the ground truth for reliability tests."""
         self.idempotency = IdempotencyStore(persistence)
         self.webhooks = WebhookDispatcher(lambda: self.config, persistence)
         self.rate_limit = TokenBucket()
+        # The failure mix's draws (SandboxConfig.mix_*), reseeded when mix_seed is set.
+        self.mix_random = random.Random()  # noqa: S311 - test outcomes, not secrets
         self._tables: dict[str, tuple[dict[str, Any], type[Record]]] = {
             "customer": (self.customers, Customer),
             "setup_intent": (self.setup_intents, SetupIntent),
@@ -55,6 +62,8 @@ class SandboxState:
             "checkout_session": (self.checkout_sessions, CheckoutSession),
             "product": (self.products, Product),
             "price": (self.prices, Price),
+            "refund": (self.refunds, Refund),
+            "dispute": (self.disputes, Dispute),
         }
         self._load()
 
@@ -70,7 +79,14 @@ class SandboxState:
     def save(
         self,
         kind: str,
-        record: Customer | SetupIntent | PaymentMethod | CheckoutSession | Product | Price,
+        record: Customer
+        | SetupIntent
+        | PaymentMethod
+        | CheckoutSession
+        | Product
+        | Price
+        | Refund
+        | Dispute,
     ) -> None:
         """Insert or update a record (kind is a key of ``_tables``)."""
         table, _ = self._tables[kind]
@@ -82,6 +98,13 @@ class SandboxState:
         if found is None:
             raise not_found("customer", customer_id)
         return found
+
+    def charge_of(self, payment_id: str) -> JSON:
+        """The executed charge whose payment is ``payment_id`` (404 if none)."""
+        for charge in self.charges:
+            if charge["payment_intent_id"] == payment_id:
+                return charge
+        raise not_found("payment", payment_id)
 
     def record_charge(
         self,
@@ -131,5 +154,6 @@ class SandboxState:
         self.idempotency.clear()
         self.webhooks.reset()
         self.rate_limit.reset()
+        self.mix_random = random.Random()  # noqa: S311 - test outcomes, not secrets
         self.config = SandboxConfig()
         self.persistence.clear()

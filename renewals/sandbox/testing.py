@@ -92,6 +92,18 @@ class RunningSandbox:
             {"number": number, "exp_month": exp_month, "exp_year": exp_year},
         )
 
+    def refund(self, payment_id: str, amount: int | None = None) -> dict[str, Any]:
+        """The merchant refunds (part of) a payment: ``refund.succeeded``, ``payment.refunded``."""
+        body = {} if amount is None else {"amount": amount}
+        result: dict[str, Any] = self._control("POST", f"payments/{payment_id}/refund", body)
+        return result
+
+    def dispute(self, payment_id: str, status: str | None = None) -> dict[str, Any]:
+        """The cardholder disputes a payment (first call), or the dispute moves to ``status``."""
+        body = {} if status is None else {"status": status}
+        result: dict[str, Any] = self._control("POST", f"payments/{payment_id}/dispute", body)
+        return result
+
     def complete_checkout(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._control("POST", f"checkout/sessions/{session_id}/complete")
         return result

@@ -7,7 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from renewals.config import Settings
-from renewals.worker.names import SWEEP_TASK
+from renewals.worker.names import CARD_DETAILS_TASK, SWEEP_TASK
+
+CARD_DETAILS_EVERY_S = 300
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -22,5 +24,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": timedelta(seconds=settings.sweep_interval),
             # A sweep still queued when the next one is due is redundant: let it expire.
             "options": {"expires": settings.sweep_interval},
-        }
+        },
+        # Cards imported without their details: the import's own message is only a hint;
+        # this finds whatever a lost message or a FastStar outage left behind.
+        "card_details": {
+            "task": CARD_DETAILS_TASK,
+            "schedule": timedelta(seconds=CARD_DETAILS_EVERY_S),
+            "options": {"expires": CARD_DETAILS_EVERY_S},
+        },
     }

@@ -99,6 +99,7 @@ def book(
         now=now,
         actor=actor,
         reason=reason,
+        renewal=renewal,
     )
     if close_reviews:
         transitions.resolve_reviews_for_payment(

@@ -1,7 +1,7 @@
 """The emergency brake: while the ``halt`` switch is on, no charge starts.
 
 The sweep still materialises periods and does every other job, but claims nothing to
-charge, and :func:`renewals.services.charging.begin_charge` refuses to start a charge, so a
+charge, and :func:`renewals.services.charge_checks.begin_charge` refuses to start a charge, so a
 message already on its way changes nothing either. Charges in flight when the switch goes
 on finish and are recorded as usual. Switching it goes through the state owner
 (``renewals halt`` / ``renewals unhalt``, audited).

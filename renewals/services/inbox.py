@@ -1,7 +1,8 @@
 """Applying one stored webhook event, once (duplicates were never stored twice).
 
-Only ``payment.succeeded`` moves money in our books; other types are recorded and ignored
-(our own charge calls already know declines). A payment event is handed to
+Only ``payment.succeeded`` moves money in our books; ``payment.refunded`` and ``dispute.*``
+are recorded on the renewal they concern (:mod:`renewals.services.adjustments`); other types
+are recorded and ignored (our own charge calls already know declines). A payment event is handed to
 :func:`renewals.services.payments.apply_reported_payment`. When it cannot be placed yet
 (an attempt that could account for it is still in flight, or the event, shaped as FastStar
 documents it, names no customer and so waits for the worker to record the payment id), the
@@ -27,6 +28,7 @@ from renewals.domain.work import Work
 from renewals.models import InboxEvent
 from renewals.models.db import unit_of_work
 from renewals.policies import EVENT_RETRY_DELAY, EVENT_WAIT_LIMIT
+from renewals.services.adjustments import ADJUSTMENT_TYPES, apply_adjustment_event
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment, open_unmatched_review
 
@@ -66,6 +68,9 @@ def process_inbox_event(
             select(InboxEvent).where(InboxEvent.id == inbox_id).with_for_update()
         )
         if event is None or event.status != InboxStatus.PENDING:
+            return follow
+        if event.type in ADJUSTMENT_TYPES:
+            apply_adjustment_event(session, event, now=now, actor=ACTOR)
             return follow
         payment = payment_from_event(event.payload)
         if event.type != "payment.succeeded" or payment is None:

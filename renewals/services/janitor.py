@@ -7,7 +7,8 @@ Each look, under lock:
    again; if it now identifies this attempt alone, it is booked (and its review closes);
 2. otherwise, when the operator trusts FastStar's idempotency keys, the first send is
    younger than the retry horizon and the subscription can still be charged, the attempt
-   is handed to the charge task to be re-sent with its own key;
+   is handed to the charge task to be re-sent with its own key, on the same backoff as the
+   looks (each re-send counts as one);
 3. otherwise operators are told once (``unknown_escalated`` in the audit trail and
    ``renewals unknown``), and the janitor looks again later (RENEWALS_UNKNOWN_RECHECK_DELAYS).
 
@@ -33,7 +34,7 @@ from renewals.models import ChargeAttempt, PaymentReview
 from renewals.models.db import unit_of_work
 from renewals.policies import policies
 from renewals.services.booking import lock_renewal
-from renewals.services.charging import refusal
+from renewals.services.charge_checks import refusal
 from renewals.services.followups import FollowUps
 from renewals.services.payments import apply_reported_payment
 from renewals.transitions import Wake
@@ -109,6 +110,15 @@ def recheck_unknown(
             sub, locked.card, attempt.amount, attempt.currency, settings.max_charge_amount
         )
         if decision is RecheckDecision.RESEND_SAME_KEY and why_not is None:
+            # A resend is a look too: it waits its turn on the backoff and counts as a check.
+            # Otherwise an attempt answered 500 on every replay would be re-sent at the first
+            # delay for the whole horizon, and each re-send would keep a reported payment
+            # that names it waiting for the attempt "still in flight".
+            turn = policy.next_check_at(attempt.sent_at or attempt.created_at, attempt.checks)
+            if now < turn:
+                transitions.reschedule(renewal, Wake(Work.RECHECK, turn), now=now)
+                return follow
+            attempt.checks += 1
             transitions.reschedule(
                 renewal, Wake(Work.CHARGE, now), now=now, lease_seconds=settings.lease_seconds
             )

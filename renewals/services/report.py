@@ -13,7 +13,8 @@ currency only; adding USD to JPY means nothing.
   on-session payment (to ``succeeded``) or by expiring (to ``failed``), so a succeeded
   renewal with a 402 attempt was paid on-session.
 - **backlogs** (not windowed, they are the present): unknown outcomes waiting for an answer
-  and their age, emails not yet delivered, open reviews.
+  and their age, emails not yet delivered, merchant events not yet delivered or failed
+  for good, open reviews.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from renewals.domain.states import (
     ReviewStatus,
     SubscriptionStatus,
 )
-from renewals.models import ChargeAttempt, OutboxMessage, PaymentReview, Renewal, Subscription
+from renewals.models import (
+    ChargeAttempt,
+    MerchantEvent,
+    OutboxMessage,
+    PaymentReview,
+    Renewal,
+    Subscription,
+)
 from renewals.services.views import money
 
 
@@ -112,6 +120,7 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
 
     unknown_count, oldest_sent = unknown_backlog(session)
     pending, oldest_pending, failed_emails = outbox_backlog(session)
+    events_waiting, oldest_event, failed_events = merchant_event_backlog(session)
     reviews = open_reviews(session)
     return {
         "window": {"since": since.isoformat(), "until": now.isoformat()},
@@ -130,12 +139,18 @@ def build_report(session: Session, *, now: datetime, since: datetime) -> dict[st
             "oldest_waiting_since": oldest_pending.isoformat() if oldest_pending else None,
             "oldest_age_hours": _hours(now, oldest_pending),
         },
+        "merchant_events": {
+            "waiting": events_waiting,
+            "failed": failed_events,
+            "oldest_waiting_since": oldest_event.isoformat() if oldest_event else None,
+            "oldest_age_hours": _hours(now, oldest_event),
+        },
         "open_reviews": reviews,
     }
 
 
 # The backlogs: the present, not windowed. The metrics endpoint reads them at every scrape
-# (renewals.metrics.collector), so each is one statement on an index but the unknown one.
+# (renewals.services.backlog_gauges), so each is one statement on an index but the unknown one.
 
 
 def unknown_backlog(session: Session) -> tuple[int, datetime | None]:
@@ -161,6 +176,21 @@ def outbox_backlog(session: Session) -> tuple[int, datetime | None, int]:
     ).one()
     failed = session.scalar(
         select(func.count()).where(OutboxMessage.status == OutboxStatus.FAILED.value)
+    )
+    return int(count or 0), as_utc(oldest), int(failed or 0)
+
+
+def merchant_event_backlog(session: Session) -> tuple[int, datetime | None, int]:
+    """Events for the merchant's backend waiting to go out, the oldest one's creation time,
+    and the events that failed for good."""
+    waiting = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+    count, oldest = session.execute(
+        select(func.count(), func.min(MerchantEvent.created_at)).where(
+            MerchantEvent.status.in_(waiting)
+        )
+    ).one()
+    failed = session.scalar(
+        select(func.count()).where(MerchantEvent.status == OutboxStatus.FAILED.value)
     )
     return int(count or 0), as_utc(oldest), int(failed or 0)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,15 +11,12 @@ from sqlalchemy.orm import Session
 
 from renewals import transitions
 from renewals.config import Settings
-from renewals.domain.money import Money, validate_charge
+from renewals.domain.money import Money
 from renewals.domain.periods import Interval
 from renewals.domain.states import SubscriptionStatus
+from renewals.domain.subscription_input import SubscriptionInputError, check_email, check_terms
 from renewals.models import ChargeAttempt, Customer, PaymentMethod, Renewal, Subscription
 from renewals.services.views import summaries
-
-
-class SubscriptionInputError(ValueError):
-    """The subscription asked for cannot be created as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +29,6 @@ class SavedCard:
     last4: str
     exp_month: int
     exp_year: int
-
-
-# Deliberately loose (one @, a dot in the domain, no spaces): the mail server is the judge
-# of deliverability; this only stops a typo such as a missing @ before anything is created.
-_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
 
 def check_subscription_input(
@@ -53,26 +44,19 @@ def check_subscription_input(
 ) -> tuple[Money, Interval]:
     """Every check a new subscription must pass, run before anything is created anywhere
     (the CLI calls it before FastStar is asked to save a card, so a refusal leaves no
-    orphan customer). Raises :class:`SubscriptionInputError` or ``InvalidChargeError``."""
-    if len(email) > 320 or not _EMAIL_SHAPE.fullmatch(email):
-        # The address itself is not repeated: messages may end up in logs.
-        raise SubscriptionInputError(
-            "email is not an address: it needs one '@' followed by a domain such as example.com"
-        )
-    money = validate_charge(amount, currency, max_amount=settings.max_charge_amount)
-    try:
-        unit = Interval(interval)
-    except ValueError:
-        raise SubscriptionInputError(
-            f"interval must be one of {', '.join(i.value for i in Interval)}"
-        ) from None
-    if interval_count < 1:
-        raise SubscriptionInputError("interval count must be at least 1")
-    if renews_at.tzinfo is None:
-        raise SubscriptionInputError("renews-at must carry a UTC offset")
-    if price_id is not None and not price_id.startswith("price_"):
-        raise SubscriptionInputError("price id must start with price_")
-    return money, unit
+    orphan customer); the same checks as an import row or the API's (see
+    :mod:`renewals.domain.subscription_input`). Raises :class:`SubscriptionInputError`."""
+    check_email(email)
+    return check_terms(
+        amount=amount,
+        currency=currency,
+        interval=interval,
+        interval_count=interval_count,
+        renews_at=renews_at,
+        price_id=price_id,
+        max_amount=settings.max_charge_amount,
+        renews_at_field="renews-at",
+    )
 
 
 def create_subscription(
@@ -121,6 +105,7 @@ def create_subscription(
             last4=card.last4,
             exp_month=card.exp_month,
             exp_year=card.exp_year,
+            details_fetched_at=now,
             created_at=now,
         )
         session.add(method)
@@ -203,6 +188,8 @@ def subscription_views(session: Session, subscriptions: list[Subscription]) -> l
                 "next_action": r.wake.value if r.wake else None,
                 "next_action_at": _iso(r.wake_at),
                 "last_error": r.last_error,
+                "refunded_amount": r.refunded_amount,
+                "dispute_status": r.dispute_status,
                 "attempts": by_renewal.get(r.id, []),
             }
         )

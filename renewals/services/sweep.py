@@ -12,9 +12,10 @@ Each run, in one short transaction:
    the attempt, so whether FastStar saw the request cannot be known: they become ``unknown``.
 3. **claim** every renewal whose one next job is due (its charge, the janitor's recheck, or
    the follow-up while its customer must authenticate), inbox events still pending, and
-   emails due, leasing each row so a second sweep does not hand it out again until the
-   lease expires, which is also how a lost message is rediscovered. While charges are
-   halted (``renewals halt``) nothing is claimed to charge; every other job goes on.
+   emails and merchant events due (each subscription's events in order), leasing each row
+   so a second sweep does not hand it out again until the lease expires, which is also how
+   a lost message is rediscovered. While charges are halted (``renewals halt``) nothing is
+   claimed to charge; every other job goes on.
 
 One run takes at most one batch of each. When more is due, the sweep task starts the drain
 (:mod:`renewals.services.drain`): a follow-on chain that materialises and claims batch after
@@ -54,6 +55,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from renewals import transitions
 from renewals.config import Settings
+from renewals.crashpoints import crash_point
 from renewals.domain.catchup import CatchUpPolicy, next_period_to_charge, skipped_period_indices
 from renewals.domain.dunning import UpcomingRenewalPolicy
 from renewals.domain.periods import period, period_start
@@ -78,6 +80,7 @@ from renewals.notifications.notices import queue_pre_renewal_notices
 from renewals.policies import policies
 from renewals.services.followups import FollowUps
 from renewals.services.halt import is_halted
+from renewals.services.merchant_webhooks import claim_due_merchant_events
 
 log = structlog.get_logger(__name__)
 
@@ -165,6 +168,10 @@ def sweep_once(
     queue_pre_renewal_emails(session, now=now, settings=settings)  # delivered just below
     for message_id in claim_due_messages(session, now=now, settings=settings):
         follow.add(Work.DELIVER, message_id)
+    for event_row_id in claim_due_merchant_events(
+        session, now=now, settings=settings, limit=limits.batch
+    ):
+        follow.add(Work.MERCHANT_EVENT, event_row_id)
     return Swept(follow, due.subscriptions, len(claimed), claim_limit, limits.batch)
 
 
@@ -235,6 +242,8 @@ def materialise_due(
             Subscription.cancel_at_period_end,
             Subscription.amount,
             Subscription.currency,
+            Subscription.pending_amount,
+            Subscription.pending_from_index,
         )
         .where(Subscription.status == SubscriptionStatus.ACTIVE)
         .where(Subscription.next_renewal_at <= now)
@@ -245,8 +254,20 @@ def materialise_due(
     rows: list[dict[str, object]] = []
     moves: list[tuple[int, int, datetime]] = []  # (id, next_period_index, next_renewal_at)
     ending: list[int] = []
+    changed: list[int] = []  # a pending change of price applies from this period on
     policy = CatchUpPolicy(settings.catch_up)
-    for sub_id, anchor, interval, count, next_index, cancel_at_end, amount, currency in due:
+    for (
+        sub_id,
+        anchor,
+        interval,
+        count,
+        next_index,
+        cancel_at_end,
+        amount,
+        currency,
+        pending_amount,
+        pending_from,
+    ) in due:
         last = next_index - 1 if next_index > 0 else None
         index = next_period_to_charge(
             anchor, interval, count, now=now, last_settled_index=last, policy=policy
@@ -259,18 +280,26 @@ def materialise_due(
             continue
         chosen = period(anchor, interval, count, index)
         skipped = list(skipped_period_indices(last, index))
+        change: dict[str, object] = {}
+        price = amount
+        if pending_from is not None and index >= pending_from:
+            changed.append(sub_id)
+            if pending_amount is not None and pending_amount != amount:
+                change = {"amount_changed": [amount, pending_amount]}
+                price = pending_amount
         rows.append(
             {
                 "subscription_id": sub_id,
                 "period_index": chosen.index,
                 "period_start": chosen.start,
                 "period_end": chosen.end,
-                "amount": amount,
+                "amount": price,
                 "currency": currency,
                 "audit_details": {
                     "period_index": index,
                     "period_start": chosen.start.isoformat(),
                     **({"skipped_periods": skipped} if skipped else {}),
+                    **change,
                 },
             }
         )
@@ -286,7 +315,28 @@ def materialise_due(
     )
     created = transitions.create_renewals(session, rows, now=now, actor=ACTOR)
     _move_schedules(session, moves)
+    _apply_pending_changes(session, changed)
     return Materialised(len(due), created)
+
+
+def _apply_pending_changes(session: Session, ids: Sequence[int]) -> None:
+    """A change of price asked for through the API becomes the subscription's own with the
+    first period it applies to (just materialised at that price, under the same row locks):
+    one statement for the batch. Periods materialised before keep their amount."""
+    if not ids:
+        return
+    session.execute(
+        update(Subscription)
+        .where(Subscription.id.in_(ids))
+        .values(
+            amount=func.coalesce(Subscription.pending_amount, Subscription.amount),
+            price_id=func.coalesce(Subscription.pending_price_id, Subscription.price_id),
+            pending_amount=None,
+            pending_price_id=None,
+            pending_from_index=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _move_schedules(session: Session, moves: Sequence[tuple[int, int, datetime]]) -> None:
@@ -388,6 +438,7 @@ def claim_due_renewals(
             .values(lease_expires_at=now + timedelta(seconds=settings.lease_seconds))
             .execution_options(synchronize_session=False)
         )
+        crash_point("before_claim_commit")
     return due
 
 

@@ -163,7 +163,15 @@ def timeline(session: Session, subscription_id: int) -> list[dict[str, Any]]:
         state = m.status + (f" at {m.sent_at:%Y-%m-%d %H:%M}" if m.sent_at else "")
         if m.last_error:
             state += f" ({m.last_error})"
-        add(m.created_at, 2, m.id, "email", f"{m.kind} to {mask_email(m.recipient)}: {state}")
+        # The id is what `renewals resend-email` takes.
+        add(
+            m.created_at,
+            2,
+            m.id,
+            "email",
+            f"email {m.id}: {m.kind} to {mask_email(m.recipient)}: {state}",
+            message_id=m.id,
+        )
     for e in audit:
         change = f" -> {e.to_status}" if e.to_status else ""
         if e.from_status:
@@ -193,6 +201,13 @@ def review_settlement(row: dict[str, Any], unknown_ids: Iterable[int]) -> str:
     kind = row["kind"]
     if kind == ReviewKind.REFUND_DUE:
         return f"refund {pi} in the FastStar dashboard (its period is no longer billed)"
+    if kind in (ReviewKind.REFUNDED, ReviewKind.DISPUTED) and renewal_id is not None:
+        return (
+            f"{kind} on renewal {renewal_id} (the merchant's backend was told); once handled: "
+            f"renewals reviews resolve {row['id']} --dismiss --reason …"
+        )
+    if kind in (ReviewKind.REFUNDED, ReviewKind.DISPUTED):
+        return f"find what {pi} paid for in the FastStar dashboard; no renewal of ours carries it"
     if kind == ReviewKind.FINAL_ACTION_UNCONFIRMED:
         return (
             f"check renewal {renewal_id}'s checkout sessions in the FastStar dashboard; "

@@ -25,6 +25,7 @@ from renewals.services.checkout import follow_up_action_required
 from renewals.services.followups import FollowUps
 from renewals.services.inbox import process_inbox_event
 from renewals.services.janitor import recheck_unknown
+from renewals.services.merchant_webhooks import deliver_merchant_event
 
 
 class Deps(Protocol):
@@ -67,6 +68,10 @@ def _deliver(d: Deps, message_id: int) -> FollowUps:
     return FollowUps()
 
 
+def _merchant_event(d: Deps, row_id: int) -> FollowUps:
+    return deliver_merchant_event(d.engine, row_id, clock=d.clock, settings=d.settings)
+
+
 SERVICES: Mapping[Work, Service] = MappingProxyType(
     {
         Work.CHARGE: _charge,
@@ -74,5 +79,6 @@ SERVICES: Mapping[Work, Service] = MappingProxyType(
         Work.FOLLOW_UP: _follow_up,
         Work.WEBHOOK: _webhook,
         Work.DELIVER: _deliver,
+        Work.MERCHANT_EVENT: _merchant_event,
     }
 )

@@ -1,6 +1,6 @@
 """The one owner of state: every status change of a subscription, renewal, charge attempt,
-outbox message, inbox event, payment review, operator command and switch passes through
-this package.
+outbox message, merchant event, inbox event, payment review, operator command and switch
+passes through this package, as do the refunds and disputes recorded on a renewal.
 
 Each function applies the transition table of :mod:`renewals.domain.states` (an illegal
 move raises :class:`~renewals.domain.states.IllegalTransition`), stamps the times, sets or
@@ -17,6 +17,7 @@ module and fails on an assignment to ``.status`` or a ``status=`` value outside 
 """
 
 from renewals.transitions._audit import note
+from renewals.transitions.adjustments import record_dispute, record_refund
 from renewals.transitions.billing import (
     Wake,
     create_renewals,
@@ -28,6 +29,13 @@ from renewals.transitions.billing import (
     move_subscriptions,
     new_attempt,
     reschedule,
+)
+from renewals.transitions.merchant_events import (
+    enable_merchant_events,
+    expire_merchant_event_leases,
+    insert_merchant_events,
+    merchant_event_row,
+    move_merchant_event,
 )
 from renewals.transitions.messages import (
     expire_sending_leases,
@@ -52,6 +60,10 @@ from renewals.transitions.outbox_batch import (
     claim_messages,
     record_outcomes,
 )
+from renewals.transitions.subscriptions_bulk import (
+    create_staged_subscriptions,
+    create_subscriptions,
+)
 
 __all__ = [
     "ClaimedMessage",
@@ -60,14 +72,21 @@ __all__ = [
     "claim_messages",
     "create_command",
     "create_renewals",
+    "create_staged_subscriptions",
     "create_subscription",
+    "create_subscriptions",
+    "enable_merchant_events",
     "expire_charging_leases",
+    "expire_merchant_event_leases",
     "expire_sending_leases",
+    "insert_merchant_events",
     "lock_switch",
     "lost_commands",
+    "merchant_event_row",
     "move_attempt",
     "move_command",
     "move_inbox",
+    "move_merchant_event",
     "move_outbox",
     "move_renewal",
     "move_subscription",
@@ -77,7 +96,9 @@ __all__ = [
     "note",
     "open_review",
     "queue_message",
+    "record_dispute",
     "record_outcomes",
+    "record_refund",
     "reschedule",
     "resolve_review",
     "resolve_reviews_for_payment",

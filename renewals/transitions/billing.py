@@ -28,6 +28,11 @@ from renewals.domain.states import (
 from renewals.domain.work import Work
 from renewals.models import ChargeAttempt, Renewal, Subscription
 from renewals.transitions._audit import audit_row, write, write_many
+from renewals.transitions.merchant_events import (
+    merchant_events_enabled,
+    tell_subscription_change,
+    tell_subscriptions_changed,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -67,15 +72,19 @@ def move_subscription(
     actor: str,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
+    renewal: Renewal | None = None,
 ) -> bool:
     """Apply ``event`` if the table allows it in the subscription's status; False if not.
 
     Not raising is deliberate: a charge outcome that lands on a subscription an operator
     paused or canceled meanwhile is still recorded on the renewal, and the operator's
     decision stands.
+
+    The merchant's event for the change (if it is one they hear of) is written here too;
+    ``renewal`` is the renewal that caused it, when the caller has it in hand.
     """
     if not SUBSCRIPTION_TRANSITIONS.allows(sub.status, event):
-        log.info("subscription_transition_skipped", subscription_id=sub.id, event=str(event))
+        log.info("subscription_transition_skipped", subscription_id=sub.id, transition=str(event))
         return False
     before = sub.status
     after = SUBSCRIPTION_TRANSITIONS.apply(before, event)
@@ -93,6 +102,9 @@ def move_subscription(
             reason=reason,
             details=details,
         )
+    tell_subscription_change(
+        session, sub, event, before=before, after=after, now=now, renewal=renewal
+    )
     return True
 
 
@@ -112,15 +124,26 @@ def move_subscriptions(
     after = SUBSCRIPTION_TRANSITIONS.apply(before, event)
     if not ids:
         return []
-    moved = list(
-        session.scalars(
+    rows = (
+        session.execute(
             update(Subscription)
             .where(Subscription.id.in_(ids), Subscription.status == before)
             .values(status=after, status_changed_at=now)
-            .returning(Subscription.id)
+            .returning(
+                Subscription.id,
+                Subscription.amount,
+                Subscription.currency,
+                Subscription.current_period_start,
+                Subscription.current_period_end,
+            )
             .execution_options(synchronize_session=False)
         )
+        .tuples()
+        .all()
     )
+    moved = [row[0] for row in rows]
+    if merchant_events_enabled(session):
+        tell_subscriptions_changed(session, rows, event, before=before, after=after, now=now)
     write_many(
         session,
         [
@@ -213,13 +236,23 @@ def move_renewal(
     )
 
 
+def wake_values(
+    wake: Wake | None, *, now: datetime, lease_seconds: int | None = None
+) -> dict[str, Any]:
+    """The renewal columns that say what its next job is and who holds it."""
+    return {
+        "wake": wake.work if wake else None,
+        "wake_at": wake.at if wake else None,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds) if lease_seconds else None,
+        "updated_at": now,
+    }
+
+
 def set_wake(
     renewal: Renewal, wake: Wake | None, *, now: datetime, lease_seconds: int | None = None
 ) -> None:
-    renewal.wake = wake.work if wake else None
-    renewal.wake_at = wake.at if wake else None
-    renewal.lease_expires_at = now + timedelta(seconds=lease_seconds) if lease_seconds else None
-    renewal.updated_at = now
+    for column, value in wake_values(wake, now=now, lease_seconds=lease_seconds).items():
+        setattr(renewal, column, value)
 
 
 def reschedule(

@@ -24,7 +24,7 @@ from renewals.domain.states import (
     ReviewStatus,
 )
 from renewals.models import InboxEvent as InboxRow
-from renewals.models import OutboxMessage, PaymentReview
+from renewals.models import MerchantEvent, OutboxMessage, PaymentReview
 from renewals.transitions._audit import audit_row, write, write_many
 
 log = structlog.get_logger(__name__)
@@ -37,17 +37,23 @@ def _insert(session: Session) -> Any:
 # ----------------------------------------------------------------------------- outbox
 
 
+def pending_message(now: datetime, values: dict[str, Any]) -> dict[str, Any]:
+    """The outbox row of a newly queued email, pending and due now (the charge's one-statement
+    booking in :mod:`renewals.transitions.fast_path` writes the same row)."""
+    return {
+        **values,
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 def queue_message(session: Session, *, now: datetime, **values: Any) -> int | None:
     """Queue one email, pending and due now; None when its dedupe key was queued before."""
     new_id = session.execute(
         _insert(session)(OutboxMessage)
-        .values(
-            **values,
-            status=OutboxStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        .values(pending_message(now, values))
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(OutboxMessage.id)
     ).scalar_one_or_none()
@@ -93,15 +99,28 @@ def move_outbox(
 def expire_sending_leases(session: Session, *, now: datetime) -> list[int]:
     """Messages left ``sending`` by a worker that died go back to ``pending`` (an email can
     at worst be repeated in that window, with the same Message-ID; never lost)."""
+    return expire_outbox_leases(session, OutboxMessage, now=now, action="email", entity="outbox")
+
+
+def expire_outbox_leases(
+    session: Session,
+    model: type[OutboxMessage] | type[MerchantEvent],
+    *,
+    now: datetime,
+    action: str,
+    entity: str,
+) -> list[int]:
+    """Rows of an outbox (emails, merchant events) left ``sending`` past their lease go back
+    to ``pending``, due now, each with its audit row; the ids moved."""
     after = OUTBOX_TRANSITIONS.apply(OutboxStatus.SENDING, OutboxEvent.LEASE_EXPIRED)
     moved = session.execute(
-        update(OutboxMessage)
+        update(model)
         .where(
-            OutboxMessage.status == OutboxStatus.SENDING.value,
-            OutboxMessage.lease_expires_at <= now,
+            model.status == OutboxStatus.SENDING.value,
+            model.lease_expires_at <= now,
         )
         .values(status=after.value, next_attempt_at=now, lease_expires_at=None)
-        .returning(OutboxMessage.id, OutboxMessage.subscription_id, OutboxMessage.renewal_id)
+        .returning(model.id, model.subscription_id, model.renewal_id)
         .execution_options(synchronize_session=False)
     ).all()
     write_many(
@@ -110,18 +129,18 @@ def expire_sending_leases(session: Session, *, now: datetime) -> list[int]:
             audit_row(
                 now=now,
                 actor="sweep",
-                action=f"email_{OutboxEvent.LEASE_EXPIRED}",
+                action=f"{action}_{OutboxEvent.LEASE_EXPIRED}",
                 subscription_id=subscription_id,
                 renewal_id=renewal_id,
-                entity="outbox",
-                entity_id=message_id,
+                entity=entity,
+                entity_id=row_id,
                 from_status=OutboxStatus.SENDING,
                 to_status=after,
             )
-            for message_id, subscription_id, renewal_id in moved
+            for row_id, subscription_id, renewal_id in moved
         ],
     )
-    return [message_id for message_id, _, _ in moved]
+    return [row_id for row_id, _, _ in moved]
 
 
 # ------------------------------------------------------------------------------ inbox

@@ -17,8 +17,10 @@ from types import MappingProxyType
 
 import structlog
 from celery import Task
+from sqlalchemy.exc import OperationalError
 
 from renewals import metrics, transitions
+from renewals.crashpoints import crash_point
 from renewals.domain.commands import CommandName
 from renewals.domain.work import Work
 from renewals.models.db import unit_of_work
@@ -60,16 +62,34 @@ def enqueue(follow: FollowUps) -> None:
         delivery_hints.hint()
 
 
-def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
-    service = SERVICES[kind]
+# SQLite's one write lock: a transaction that waited its whole busy timeout for it fails
+# with "database is locked" before it changed anything (every transaction takes the lock at
+# BEGIN IMMEDIATE). The work is as safe to run again as any redelivery, so the task is
+# retried a few seconds later instead of failing and leaving the work to its lease.
+LOCKED_RETRY_DELAYS_S = (1, 2, 5, 10, 20)
 
-    def run(item_id: int) -> None:
+
+def database_locked(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+
+
+def _task_for(kind: Work) -> Task:  # type: ignore[type-arg]
+    def run(task: Task, item_id: int) -> None:  # type: ignore[type-arg]
         runtime = get_runtime()
         with structlog.contextvars.bound_contextvars(task=str(kind), id=item_id):
-            enqueue(service(runtime, item_id))
+            try:
+                follow = SERVICES[kind](runtime, item_id)
+                crash_point("result_committed_unacked")
+            except OperationalError as exc:
+                if not database_locked(exc) or task.request.retries >= len(LOCKED_RETRY_DELAYS_S):
+                    raise
+                delay = LOCKED_RETRY_DELAYS_S[task.request.retries]
+                log.warning("database_locked_retry", retry_in_s=delay, error="database is locked")
+                raise task.retry(countdown=delay, max_retries=len(LOCKED_RETRY_DELAYS_S)) from None
+            enqueue(follow)
 
     run.__name__ = run.__qualname__ = f"run_{kind}"
-    return app.task(name=TASK_NAMES[kind])(run)
+    return app.task(name=TASK_NAMES[kind], bind=True)(run)
 
 
 TASKS: Mapping[Work, Task] = MappingProxyType({kind: _task_for(kind) for kind in Work})  # type: ignore[type-arg]
@@ -105,6 +125,8 @@ def run_sweep() -> FollowUps:
     runtime = get_runtime()
     with unit_of_work(runtime.engine) as session:
         swept = sweep_once(session, now=runtime.clock(), settings=runtime.settings)
+    if swept.claimed:
+        crash_point("after_claim_commit")
     enqueue(swept.follow)
     metrics.count_claimed(kind for kind, _ in swept.follow.work)
     metrics.sweep_ran()

@@ -16,7 +16,8 @@ from renewals.faststar import FastStarClient
 from renewals.models import AuditEvent, ChargeAttempt, PaymentMethod, Renewal, Subscription
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from renewals.services.charging import ChargeOrder, begin_charge, charge_renewal
+from renewals.services.charge_checks import ChargeOrder, begin_charge
+from renewals.services.charging import charge_renewal
 from renewals.services.sweep import sweep
 from tests.support.factories import Clock
 from tests.support.inline import audit_actions, run_sweep, view

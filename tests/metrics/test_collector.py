@@ -14,10 +14,10 @@ from renewals.domain.commands import HALT_SWITCH
 from renewals.domain.states import ReviewKind, SwitchEvent
 from renewals.faststar import Unknown
 from renewals.metrics import names
-from renewals.metrics.collector import DatabaseCollector
 from renewals.models import Renewal
 from renewals.models.db import create_db_engine, unit_of_work
 from renewals.notifications.outbox import queue_email
+from renewals.services.backlog_gauges import DatabaseCollector
 from tests.support import scenarios as sc
 from tests.support.due import insert_due_subscriptions
 from tests.support.factories import Clock

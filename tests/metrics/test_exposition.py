@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 
 from renewals import metrics
 from renewals.metrics import names
-from renewals.metrics.exposition import with_metrics
 from renewals.models.db import create_db_engine
+from renewals.webhooks.metrics_endpoint import with_metrics
 from tests.support.factories import Clock
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

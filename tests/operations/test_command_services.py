@@ -20,7 +20,7 @@ from renewals.faststar import FastStarClient
 from renewals.models import AuditEvent, OperatorCommand, OutboxMessage, PaymentReview, Renewal
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from renewals.services.charging import Skipped, begin_charge
+from renewals.services.charge_checks import Skipped, begin_charge
 from renewals.services.commands import InvalidCommand, command_view, dry_run, run_command, submit
 from tests.support.celery_processes import black_hole
 from tests.support.factories import Clock

@@ -21,7 +21,7 @@ from renewals.config import Settings
 from renewals.faststar import FastStarClient, Paid, WebhookEvent
 from renewals.models.db import unit_of_work
 from renewals.sandbox.testing import RunningSandbox
-from renewals.services.charging import record_outcome
+from renewals.services.charge_outcomes import record_outcome
 from renewals.services.inbox import process_inbox_event
 from renewals.webhooks.inbox import store_event
 from tests.support import scenarios as sc

@@ -71,10 +71,33 @@ def _spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> Proces
     return Process(popen, log)
 
 
-def start_worker(env: dict[str, str], cwd: Path, *, concurrency: int = 2) -> Process:
+PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
+
+
+def procfile_pool() -> str:
+    """The worker pool the Procfile runs in production (``--pool``/``-P``; Celery's default
+    is prefork)."""
+    for line in PROCFILE.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == "worker":
+            args = command.split()
+            for flag in ("--pool", "-P"):
+                if flag in args:
+                    return args[args.index(flag) + 1]
+            pools = [a.split("=", 1)[1] for a in args if a.startswith("--pool=")]
+            return pools[0] if pools else "prefork"
+    raise AssertionError("the Procfile has no worker process")
+
+
+def start_worker(
+    env: dict[str, str], cwd: Path, *, concurrency: int = 2, pool: str | None = None
+) -> Process:
+    """A worker with the Procfile's pool (or ``pool``), at a test-sized concurrency."""
     process = _spawn(
         [
             "worker",
+            "--pool",
+            pool or procfile_pool(),
             "--concurrency",
             str(concurrency),
             "--without-heartbeat",

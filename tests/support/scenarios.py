@@ -29,7 +29,8 @@ from renewals.models import (
 from renewals.models.db import unit_of_work
 from renewals.notifications.notices import FINAL_FAILURE
 from renewals.sandbox.testing import RunningSandbox, envelope_data
-from renewals.services.charging import ChargeOrder, begin_charge, record_outcome
+from renewals.services.charge_checks import ChargeOrder, begin_charge
+from renewals.services.charge_outcomes import record_outcome
 from renewals.services.checkout import REMINDER_EMAIL
 from renewals.services.followups import FollowUps
 from renewals.services.inbox import process_inbox_event

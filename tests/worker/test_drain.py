@@ -26,7 +26,7 @@ from renewals.models import AuditEvent
 from renewals.models.db import unit_of_work
 from renewals.services import leases
 from renewals.services import sweep as sweep_module
-from renewals.services.charging import ChargeOrder, begin_charge
+from renewals.services.charge_checks import ChargeOrder, begin_charge
 from renewals.services.drain import CHAIN, CHAIN_LEASE, Outcome, drain
 from renewals.services.followups import FollowUps
 from renewals.services.sweep import (

@@ -23,8 +23,8 @@ from prometheus_client.metrics_core import Metric as Family
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine
 
-from renewals.metrics.collector import DatabaseCollector
 from renewals.metrics.setup import ENV
+from renewals.services.backlog_gauges import DatabaseCollector
 
 PATH = "/metrics"
 

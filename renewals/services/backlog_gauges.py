@@ -27,7 +27,13 @@ from renewals.metrics import names
 from renewals.models import OperatorCommand, Renewal, Subscription
 from renewals.models.db import unit_of_work
 from renewals.services.halt import is_halted
-from renewals.services.report import as_utc, open_reviews, outbox_backlog, unknown_backlog
+from renewals.services.report import (
+    as_utc,
+    merchant_event_backlog,
+    open_reviews,
+    outbox_backlog,
+    unknown_backlog,
+)
 from renewals.services.sweep import DEPTH, unstarted_claims
 
 log = structlog.get_logger(__name__)
@@ -50,6 +56,9 @@ class Backlogs:
     outbox_waiting: int
     outbox_oldest: datetime | None
     outbox_failed: int
+    merchant_events_waiting: int
+    merchant_events_oldest: datetime | None
+    merchant_events_failed: int
     open_reviews: int
     halted: bool
     commands: dict[str, int]
@@ -97,6 +106,7 @@ def read_backlogs(session: Session, *, now: datetime) -> Backlogs:
         commands[command_status] = count
     unknown, unknown_oldest = unknown_backlog(session)
     waiting, oldest_waiting, failed = outbox_backlog(session)
+    events_waiting, events_oldest, events_failed = merchant_event_backlog(session)
     return Backlogs(
         renewals=renewals,
         period_due_since=oldest_due_period(session, now=now),
@@ -107,6 +117,9 @@ def read_backlogs(session: Session, *, now: datetime) -> Backlogs:
         outbox_waiting=waiting,
         outbox_oldest=oldest_waiting,
         outbox_failed=failed,
+        merchant_events_waiting=events_waiting,
+        merchant_events_oldest=events_oldest,
+        merchant_events_failed=events_failed,
         open_reviews=open_reviews(session),
         halted=halted,
         commands=commands,
@@ -138,6 +151,9 @@ def families(backlogs: Backlogs, *, now: datetime) -> Iterator[Family]:
     yield _gauge(names.OUTBOX_WAITING, backlogs.outbox_waiting)
     yield _gauge(names.OUTBOX_OLDEST_AGE, _age(now, backlogs.outbox_oldest))
     yield _gauge(names.OUTBOX_FAILED, backlogs.outbox_failed)
+    yield _gauge(names.MERCHANT_EVENTS_WAITING, backlogs.merchant_events_waiting)
+    yield _gauge(names.MERCHANT_EVENTS_OLDEST_AGE, _age(now, backlogs.merchant_events_oldest))
+    yield _gauge(names.MERCHANT_EVENTS_FAILED, backlogs.merchant_events_failed)
     yield _gauge(names.OPEN_REVIEWS, backlogs.open_reviews)
     yield _gauge(names.HALTED, 1 if backlogs.halted else 0)
     commands = _gauge(names.OPERATOR_COMMANDS)
