@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backends, cost, e2e, import_rows, report
+from bench import backends, cost, e2e, import_rows, profile_worker, report
 from bench.baseline import bare_httpx
 from bench.plot import PLOT, concurrency_plot
 from bench.sandbox import API_KEY, Sandbox
@@ -231,6 +232,10 @@ def main(argv: list[str] | None = None) -> None:
             backends.POSTGRES: cost.measure(sandbox, backends.POSTGRES, claimed=500, sample=50),
             backends.EMBEDDED: cost.measure(sandbox, backends.EMBEDDED, claimed=500, sample=50),
         }
+        print("where the time goes (py-spy on the worker) ...", flush=True)
+        out["where_the_time_goes"] = _where_the_time_goes(
+            sandbox, c, latency, n=300 if args.quick else 1000
+        )
         rows = IMPORT_ROWS_QUICK if args.quick else IMPORT_ROWS
         print(f"bulk import of {rows:,} rows, twice ...", flush=True)
         out["import_rows"] = import_rows.main(["--rows", str(rows)])
@@ -262,7 +267,37 @@ def main(argv: list[str] | None = None) -> None:
         report.write(out, args.report)
     print()
     print(report.summary(out))
+    profile = out.get("where_the_time_goes", {})
+    if profile.get("top"):
+        print("\nwhere the worker's Python CPU goes (py-spy --gil, share of samples):")
+        print("\n".join(profile["top"][:14]))
     print(f"\nwrote {args.report} in {out['wall_s']} s; process logs in {log_dir}")
+
+
+def _where_the_time_goes(
+    sandbox: Sandbox, concurrency: int, latency: float, *, n: int
+) -> dict[str, Any]:
+    """One more end-to-end run with py-spy sampling the worker (only stacks holding the GIL:
+    Python CPU, not socket waits), summarised as the hottest frames and the inclusive share
+    of the parts named in bench/profile_worker.py. Its throughput is a little below the main
+    run's (the profiler's cost); it says where the time goes, not how much there is."""
+    if shutil.which("py-spy") is None and not Path(sys.executable).with_name("py-spy").exists():
+        return {"skipped": "py-spy is not installed (pip install py-spy)"}
+    raw = Path(tempfile.mkdtemp(prefix="renewals-profile-")) / "worker.raw"
+    spec = e2e.RunSpec(backends.POSTGRES, n=n, concurrency=concurrency, latency_ms=latency)
+    with profile_worker.spying(raw, 50, gil=True):
+        result = e2e.run(sandbox, spec)
+    return {
+        "tool": "py-spy record --gil --subprocesses, 50 samples/s, on the worker",
+        "backend": spec.backend,
+        "n": n,
+        "concurrency": concurrency,
+        "latency_ms": latency,
+        "renewals_per_s": result.get("renewals_per_s"),
+        "cpu_ms_per_renewal": result.get("cpu_ms_per_renewal"),
+        "raw": str(raw),
+        "top": profile_worker.top(raw, 20).splitlines(),
+    }
 
 
 def _n_for(concurrency: int) -> int:
