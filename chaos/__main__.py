@@ -25,7 +25,7 @@ def quick(scenario: Scenario) -> Scenario:
         scenario.name,
         scenario.database,
         scenario.broker,
-        subscriptions=60,
+        subscriptions=40,
         workers=1,
         kills=3,
         flush_broker=scenario.flush_broker,
