@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert, select
@@ -25,7 +25,6 @@ from renewals.domain.merchant_events import (
     subscription_event_type,
 )
 from renewals.domain.states import (
-    OUTBOX_TRANSITIONS,
     OutboxEvent,
     OutboxStatus,
     SubscriptionEvent,
@@ -33,7 +32,7 @@ from renewals.domain.states import (
 )
 from renewals.models import MerchantEvent, Renewal, Subscription
 from renewals.transitions._audit import write
-from renewals.transitions.messages import expire_outbox_leases
+from renewals.transitions.messages import expire_outbox_leases, step_outbox_row
 
 _enabled: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -231,17 +230,11 @@ def move_merchant_event(
 ) -> None:
     """One step of a delivery: claimed (a send begins), sent, deferred to ``retry_at`` or
     rejected (failed for good), with its audit row."""
-    before = row.status
-    row.status = OUTBOX_TRANSITIONS.apply(OutboxStatus(before), event).value
-    row.lease_expires_at = now + timedelta(seconds=lease_seconds) if lease_seconds else None
-    row.next_attempt_at = retry_at
-    if event is OutboxEvent.CLAIMED:
-        row.attempts += 1
-    else:
-        row.last_error = error
+    before = step_outbox_row(
+        row, event, now=now, lease_seconds=lease_seconds, retry_at=retry_at, error=error
+    )
+    if event is not OutboxEvent.CLAIMED:
         row.last_http_status = http_status
-    if event is OutboxEvent.SENT:
-        row.sent_at = now
     write(
         session,
         now=now,

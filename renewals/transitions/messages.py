@@ -60,6 +60,30 @@ def queue_message(session: Session, *, now: datetime, **values: Any) -> int | No
     return int(new_id) if new_id is not None else None
 
 
+def step_outbox_row(
+    row: OutboxMessage | MerchantEvent,
+    event: OutboxEvent,
+    *,
+    now: datetime,
+    lease_seconds: int | None,
+    retry_at: datetime | None,
+    error: str | None,
+) -> str:
+    """One delivery step on a row of either outbox (emails, merchant events): claimed,
+    sent, deferred to ``retry_at`` or rejected; the status it had before."""
+    before = row.status
+    row.status = OUTBOX_TRANSITIONS.apply(OutboxStatus(before), event).value
+    row.lease_expires_at = now + timedelta(seconds=lease_seconds) if lease_seconds else None
+    row.next_attempt_at = retry_at
+    if event is OutboxEvent.CLAIMED:
+        row.attempts += 1
+    else:
+        row.last_error = error
+    if event is OutboxEvent.SENT:
+        row.sent_at = now
+    return before
+
+
 def move_outbox(
     session: Session,
     row: OutboxMessage,
@@ -71,16 +95,9 @@ def move_outbox(
     retry_at: datetime | None = None,
     error: str | None = None,
 ) -> None:
-    before = row.status
-    row.status = OUTBOX_TRANSITIONS.apply(OutboxStatus(before), event).value
-    row.lease_expires_at = now + timedelta(seconds=lease_seconds) if lease_seconds else None
-    row.next_attempt_at = retry_at
-    if event is OutboxEvent.CLAIMED:
-        row.attempts += 1
-    else:
-        row.last_error = error
-    if event is OutboxEvent.SENT:
-        row.sent_at = now
+    before = step_outbox_row(
+        row, event, now=now, lease_seconds=lease_seconds, retry_at=retry_at, error=error
+    )
     write(
         session,
         now=now,
